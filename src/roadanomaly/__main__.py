@@ -1,0 +1,5 @@
+"""Allow ``python -m roadanomaly``."""
+
+from roadanomaly.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data: Cityscapes-layout segmentation data, anomaly benchmark bundles and the SynthRoads world."""
