@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp, softmax
+
+from roadanomaly.outputs import PixelOutputs
+from roadanomaly.scoring import ScoringConfig, available_methods, compute_scores
+
+
+def _logits(seed=0, classes=20):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, classes, 5, 7, generator=g, dtype=torch.float64).float() * 4
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0])
+def test_logit_scores_match_direct_formulas(temperature):
+    logits = _logits()
+    out = PixelOutputs(logits=logits, void_channel=19)
+    scores = compute_scores(out, ["msp", "maxlogit", "entropy", "energy", "void"], ScoringConfig(temperature))
+    z = logits.double().numpy()
+    known = z[:, :19] / temperature
+    p = softmax(known, axis=1)
+    np.testing.assert_allclose(scores["msp"], 1 - p.max(1), atol=1e-6)
+    np.testing.assert_allclose(scores["maxlogit"], -z[:, :19].max(1), atol=1e-6)
+    entropy = -(p * np.log(p)).sum(1) / np.log(19)
+    np.testing.assert_allclose(scores["entropy"], entropy, atol=1e-6)
+    np.testing.assert_allclose(scores["energy"], -temperature * logsumexp(known, axis=1), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(scores["void"], softmax(z / temperature, axis=1)[:, 19], atol=1e-6)
+
+
+def test_include_void_uses_all_channels_and_no_void_model_has_no_void_method():
+    logits = _logits(1)
+    with_void = compute_scores(PixelOutputs(logits=logits, void_channel=19), ["msp"], ScoringConfig(include_void=True))
+    np.testing.assert_allclose(with_void["msp"], 1 - softmax(logits.double().numpy(), 1).max(1), atol=1e-6)
+    out = PixelOutputs(logits=_logits(2, 19))
+    assert "void" not in available_methods(out)
+    with pytest.raises(ValueError, match="'void' is not defined"):
+        compute_scores(out, ["void"])
+
+
+def test_mask_scores_match_direct_formulas():
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(1, 19, 4, 6, generator=g) * 0.3
+    no_object = torch.rand(1, 4, 6, generator=g)
+    out = PixelOutputs(class_scores=p, query_maps={"no_object": no_object})
+    assert available_methods(out) == ["msp", "maxlogit", "entropy", "rba", "noobject"]
+    s = compute_scores(out, available_methods(out))
+    q = p.double().numpy()
+    np.testing.assert_allclose(s["msp"], 1 - q.max(1), atol=1e-6)
+    np.testing.assert_allclose(s["maxlogit"], -q.max(1), atol=1e-6)
+    norm = q / q.sum(1, keepdims=True)
+    np.testing.assert_allclose(s["entropy"], -(norm * np.log(norm)).sum(1) / np.log(19), atol=1e-6)
+    np.testing.assert_allclose(s["rba"], -np.tanh(q).sum(1), atol=1e-5)
+    np.testing.assert_allclose(s["noobject"], no_object.numpy())
+
+
+def test_higher_score_means_less_confident():
+    confident = torch.tensor([10.0] + [0.0] * 18).view(1, 19, 1, 1)
+    unsure = torch.zeros(1, 19, 1, 1)
+    for method in ["msp", "entropy", "maxlogit", "energy"]:
+        a = compute_scores(PixelOutputs(logits=confident), [method])[method]
+        b = compute_scores(PixelOutputs(logits=unsure), [method])[method]
+        assert b.item() > a.item(), method
+
+
+def test_resize_keeps_every_map():
+    out = PixelOutputs(class_scores=torch.rand(1, 19, 4, 6), query_maps={"no_object": torch.rand(1, 4, 6)})
+    big = out.resized((8, 12))
+    assert big.class_scores.shape == (1, 19, 8, 12) and big.query_maps["no_object"].shape == (1, 8, 12)
+    assert out.resized((4, 6)) is out
