@@ -1,0 +1,81 @@
+"""Turning user inputs (torch tensors or numpy arrays) into flat CPU tensors, with the checks all metrics share."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ArrayLike = Union[Tensor, np.ndarray]
+
+#: Label values accepted by the anomaly metrics.
+IN_DISTRIBUTION = 0
+ANOMALY = 1
+VOID = 255
+
+_MAX_LISTED = 10
+
+
+def as_flat_tensor(x: ArrayLike, name: str) -> Tensor:
+    """Return ``x`` as a 1-D CPU tensor without copying when possible (numpy arrays are shared, not copied)."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.byteorder == ">" or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{name}: unsupported numpy dtype {x.dtype}")
+        t = torch.from_numpy(x)
+    elif isinstance(x, Tensor):
+        t = x.detach()
+    else:
+        raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+    if t.is_complex():
+        raise TypeError(f"{name}: complex dtype {t.dtype} is not supported")
+    return t.cpu().reshape(-1)
+
+
+def check_same_shape(a: ArrayLike, b: ArrayLike, names: tuple[str, str]) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_no_nan(scores: Tensor) -> None:
+    """Raise ``ValueError`` if any score is NaN."""
+    if scores.is_floating_point() and bool(torch.isnan(scores).any()):
+        count = int(torch.isnan(scores).sum())
+        raise ValueError(f"scores contain {count} NaN value(s); every score must be a number")
+
+
+def describe_values(values: Tensor) -> str:
+    """A short, readable list of the distinct values in ``values`` (at most a few)."""
+    distinct = torch.unique(values)
+    shown = ", ".join(_format_number(v) for v in distinct[:_MAX_LISTED].tolist())
+    if distinct.numel() > _MAX_LISTED:
+        shown += f", ... ({distinct.numel()} distinct values)"
+    return shown
+
+
+def _format_number(v: float | int | bool) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def anomaly_labels_as_uint8(labels: Tensor) -> Tensor:
+    """Check that ``labels`` only holds 0, 1 and 255 and return them as ``uint8`` (no copy when already uint8)."""
+    if labels.dtype == torch.bool:
+        return labels.view(torch.uint8)
+    if labels.dtype == torch.uint8:
+        bad = (labels > ANOMALY) & (labels != VOID)
+    else:
+        bad = (labels != IN_DISTRIBUTION) & (labels != ANOMALY) & (labels != VOID)
+    if bool(bad.any()):
+        raise ValueError(
+            "labels must be 0 (in-distribution), 1 (anomaly) or 255 (void); "
+            f"found {describe_values(labels[bad])}"
+        )
+    return labels if labels.dtype == torch.uint8 else labels.to(torch.uint8)

@@ -1,0 +1,98 @@
+"""Pixel-level anomaly segmentation metrics: AP (AUPRC), FPR at 95% TPR and AUROC.
+
+Labels: 0 = in-distribution, 1 = anomaly (the positive class), 255 = void (ignored). Higher score = more anomalous.
+All three metrics follow scikit-learn's definitions (``average_precision_score``, ``roc_curve`` and
+``roc_auc_score``), tied scores forming a single threshold.
+
+Two modes:
+
+- ``"binned"`` (default): fixed-size histograms over order-preserving float32 bins (``2**bits`` of them, relative
+  width ``2**-(bits - 9)``, equal scores always in the same bin). Memory does not depend on the number of pixels,
+  and states from several processes combine by summation.
+- ``"exact"``: every valid pixel is stored and sorted at :meth:`AnomalyMetric.compute` time (float64); for small
+  data and for checking.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from roadanomaly.metrics._binned import BinnedState
+from roadanomaly.metrics._exact import ExactState
+from roadanomaly.metrics._inputs import (
+    ArrayLike,
+    anomaly_labels_as_uint8,
+    as_flat_tensor,
+    check_no_nan,
+    check_same_shape,
+)
+
+MODES = ("binned", "exact")
+
+#: Key bits kept as the bin index in binned mode: 2**22 bins, relative bin width 2**-13, a 64 MiB state.
+DEFAULT_BITS = 22
+
+
+class AnomalyMetric:
+    """Streaming AP / FPR95 / AUROC over pixels, fed image by image with :meth:`update`.
+
+    ``compute()`` returns ``{"auprc", "fpr95", "auroc", "pixels", "anomaly_pixels"}``. ``merge``, ``state_dict`` /
+    ``load_state_dict`` and ``sync`` combine, save and all-reduce evaluations.
+    """
+
+    def __init__(self, mode: str = "binned", *, bits: int = DEFAULT_BITS) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.bits = bits
+        self._state: BinnedState | ExactState = BinnedState(bits) if mode == "binned" else ExactState()
+
+    def update(self, scores: ArrayLike, labels: ArrayLike) -> None:
+        """Add pixels: ``scores`` (any real dtype, no NaN) and ``labels`` (0, 1 or 255) of the same shape."""
+        check_same_shape(scores, labels, ("scores", "labels"))
+        flat_scores = as_flat_tensor(scores, "scores")
+        flat_labels = as_flat_tensor(labels, "labels")
+        check_no_nan(flat_scores)
+        self._state.update(flat_scores, anomaly_labels_as_uint8(flat_labels))
+
+    def compute(self) -> dict[str, float | int]:
+        """The metrics of all pixels added so far; ``ValueError`` when anomaly or in-distribution pixels lack."""
+        return self._state.compute()
+
+    def reset(self) -> None:
+        """Forget all pixels added so far."""
+        self._state.reset()
+
+    def merge(self, other: "AnomalyMetric") -> "AnomalyMetric":
+        """Add the pixels of ``other`` (same mode, and same ``bits`` in binned mode) to this metric; returns self."""
+        if not isinstance(other, AnomalyMetric) or other.mode != self.mode:
+            raise ValueError(f"can only merge an AnomalyMetric of mode {self.mode!r}")
+        self._state.merge(other._state)  # type: ignore[arg-type]
+        return self
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The state as plain tensors (a copy), to save and later :meth:`load_state_dict`."""
+        return self._state.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Replace the state by one from :meth:`state_dict` of a metric built with the same mode (and bits)."""
+        self._state.load_state_dict(state)
+
+    def sync(self) -> None:
+        """Combine the state over all ``torch.distributed`` processes: a sum in binned mode, a gather in exact mode.
+
+        Afterwards every process holds the global state; call it once, right before :meth:`compute`. No-op when
+        ``torch.distributed`` is not initialised.
+        """
+        self._state.sync()
+
+    def __repr__(self) -> str:
+        extra = f", bits={self.bits}" if self.mode == "binned" else ""
+        return f"AnomalyMetric(mode={self.mode!r}{extra})"
+
+
+def anomaly_metrics(scores: ArrayLike, labels: ArrayLike, mode: str = "exact") -> dict[str, float | int]:
+    """One-shot AP / FPR95 / AUROC of ``scores`` against ``labels`` (0, 1, 255 = void); see :class:`AnomalyMetric`."""
+    metric = AnomalyMetric(mode)
+    metric.update(scores, labels)
+    return metric.compute()
