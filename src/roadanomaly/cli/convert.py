@@ -1,0 +1,67 @@
+"""``roadanomaly convert``: rewrite an EoMT checkpoint in another layout (official, Hugging Face, ours)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from roadanomaly.errors import UserError
+
+DESCRIPTION = """\
+Convert an EoMT checkpoint between layouts. The source layout is detected:
+  official     tue-mps/eomt weights: a Lightning .ckpt or a .bin/.pt/.pth state dict (network.encoder.backbone.*)
+  hf           a Hugging Face EomtForUniversalSegmentation folder (config.json + model.safetensors)
+  roadanomaly  our folder (config.json + model.safetensors)
+  dinov2       DINOv2 backbone weights (timm or facebookresearch names): a fresh EoMT is built on them, the
+               14x14 patch kernel resized to 16x16 (FlexiViT pseudo-inverse) and the position grid bicubically;
+               queries and heads are randomly initialised (see --num-classes, --num-queries, --img-size)
+DST is a file ending .ckpt/.bin/.pt/.pth for --to official, a folder otherwise. Every weight must fit: any
+missing, unexpected or mis-shaped key is an error."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert an EoMT checkpoint between the official, Hugging Face and roadanomaly layouts",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("src", metavar="SRC", type=Path, help="checkpoint file or folder to read")
+    parser.add_argument("dst", metavar="DST", type=Path, help="file (official) or folder (hf, roadanomaly) to write")
+    parser.add_argument(
+        "--to", required=True, choices=("official", "hf", "roadanomaly"), help="layout to write (required)"
+    )
+    parser.add_argument(
+        "--img-size", type=int, nargs="+", metavar="N",
+        help="reference input size H [W] when the position table is not square (or, for DINOv2, the target size;"
+        " default 1024)",
+    )  # fmt: skip
+    parser.add_argument("--heads", type=int, help="attention heads when not width/64 (official/DINOv2 sources)")
+    parser.add_argument("--num-classes", type=int, default=19, help="DINOv2 source only: classes (default 19)")
+    parser.add_argument("--num-queries", type=int, default=100, help="DINOv2 source only: queries (default 100)")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow full unpickling of a trusted .ckpt")
+    parser.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from roadanomaly.models.eomt_checkpoints import convert_checkpoint
+
+    if args.dst.exists() and not args.force:
+        raise UserError(args.dst, "exists already (use --force to overwrite)")
+    if args.dst.resolve() == args.src.resolve():
+        raise UserError(args.dst, "is the source itself")
+    img_size = None
+    if args.img_size:
+        if len(args.img_size) > 2:
+            raise UserError("--img-size", "give H or H W")
+        img_size = (args.img_size[0], args.img_size[-1])
+    dinov2 = {"num_classes": args.num_classes, "num_q": args.num_queries}
+    layout, config = convert_checkpoint(
+        args.src, args.dst, args.to, img_size=img_size, heads=args.heads, trust_pickle=args.trust_pickle, dinov2=dinov2
+    )
+    print(
+        f"converted {args.src} ({layout}) -> {args.dst} ({args.to}): EoMT-{config.size_name} width {config.width},"
+        f" depth {config.depth}, {config.num_q} queries, {config.num_classes} classes, input {config.img_size}"
+    )
+    return 0
