@@ -77,3 +77,23 @@ def make_erfnet_checkpoint(path: Path, num_classes: int = 20, prefix: str = "mod
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({prefix + k: v for k, v in model.state_dict().items()}, path)
     return model.eval()
+
+
+def make_learnable_cityscapes(root: Path, splits: dict[str, int], size: tuple[int, int] = (32, 64),
+                              seed: int = 0) -> Path:
+    """A Cityscapes tree whose classes are learnable: horizontal bands, each class with its own colour."""
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (19, 3))
+    for split, count in splits.items():
+        for i in range(count):
+            classes = rng.choice(19, size=4, replace=False)
+            bounds = np.sort(rng.integers(1, size[0], 3))
+            rows = np.searchsorted(bounds, np.arange(size[0]), side="right")
+            train_ids = np.repeat(classes[rows][:, None], size[1], axis=1)
+            image = palette[train_ids] + rng.integers(-20, 21, (*size, 3))
+            stem = f"toyville_{i:06d}_000019"
+            save_image(root / "leftImg8bit" / split / "toyville" / f"{stem}_leftImg8bit.png",
+                       np.clip(image, 0, 255).astype(np.uint8))
+            save_image(root / "gtFine" / split / "toyville" / f"{stem}_gtFine_labelIds.png",
+                       TRAIN_ID_TO_ID[train_ids].astype(np.uint8))
+    return root

@@ -53,9 +53,8 @@ class _Prepared(Dataset):
         except UserError as error:
             return str(error)
         image, label = self.protocol.prepare(sample.image, self.label_of(sample))
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), torch.from_numpy(label), str(
-            sample.image_path
-        )
+        image = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)
+        return image, torch.from_numpy(np.array(label, copy=True)), str(sample.image_path)
 
 
 def _batches(
@@ -84,7 +83,7 @@ def evaluate_bundle(
 ) -> list[AnomalyResult]:
     """Score every image of ``bundle`` once and return one result per method (all methods share each forward pass)."""
     metrics: dict[str, AnomalyMetric] = {}
-    images = 0
+    images, valid_pixels, anomaly_pixels = 0, 0, 0
     bar = tqdm(total=len(bundle), desc=bundle.name, unit="img", disable=not progress, leave=True, dynamic_ncols=True)
     for image, label, _ in _batches(bundle, protocol, lambda s: s.label, workers):
         bar.update(1)
@@ -97,10 +96,13 @@ def evaluate_bundle(
         for name, metric in metrics.items():
             metric.update(scores[name][0], label)
         images += 1
+        valid_pixels += int((label != 255).sum())
+        anomaly_pixels += int((label == ANOMALY).sum())
     bar.close()
     if images == 0:
         raise UserError(bundle.folder, "no image left to evaluate (all skipped: none has an anomaly pixel)")
-    return [_result(bundle.name, name, metric, images) for name, metric in metrics.items()]
+    counts = (valid_pixels, anomaly_pixels)
+    return [_result(bundle.name, name, metric, images, counts) for name, metric in metrics.items()]
 
 
 def _checked_methods(methods: Sequence[str] | None, outputs: PixelOutputs) -> list[str]:
@@ -111,19 +113,21 @@ def _checked_methods(methods: Sequence[str] | None, outputs: PixelOutputs) -> li
     return list(methods or available)
 
 
-def _result(dataset: str, method: str, metric: AnomalyMetric, images: int) -> AnomalyResult:
+def _result(
+    dataset: str, method: str, metric: AnomalyMetric, images: int, counts: tuple[int, int]
+) -> AnomalyResult:
     try:
         values = metric.compute()
-    except ValueError:
-        values = {"auprc": None, "fpr95": None, "auroc": None}
+    except ValueError:  # no anomaly (or no inlier) pixel at all: the curves are undefined
+        values = {}
     return AnomalyResult(
         dataset=dataset,
         method=method,
         auprc=_maybe_float(values.get("auprc")),
         fpr95=_maybe_float(values.get("fpr95")),
         auroc=_maybe_float(values.get("auroc")),
-        pixels=int(metric.pixels),
-        anomaly_pixels=int(metric.anomaly_pixels),
+        pixels=int(values.get("pixels", counts[0])),
+        anomaly_pixels=int(values.get("anomaly_pixels", counts[1])),
         images=images,
     )
 

@@ -8,7 +8,7 @@ import sys
 
 from roadanomaly.errors import UserError
 
-SUBCOMMANDS: tuple[str, ...] = ("evaluate",)
+SUBCOMMANDS: tuple[str, ...] = ("evaluate", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

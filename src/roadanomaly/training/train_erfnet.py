@@ -1,0 +1,118 @@
+"""Train ERFNet with Lightning: optionally the encoder stage (1/8-scale labels), then the whole network."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from roadanomaly.data.cityscapes import CityscapesDataset
+from roadanomaly.errors import UserError
+from roadanomaly.models.state_dicts import strip_prefix_before
+from roadanomaly.training.config import ERFNetTrainConfig
+from roadanomaly.training.data import SegmentationTrainSet, enet_class_weights
+from roadanomaly.training.erfnet_module import ERFNetModule
+
+STAGES: tuple[str, ...] = ("encoder", "full")
+
+
+@dataclass
+class TrainResult:
+    weights: Path
+    """Plain ERFNet state dict of the best whole-network epoch (what ``roadanomaly evaluate`` takes)."""
+    checkpoint: Path
+    """Lightning checkpoint of that epoch."""
+    val_miou: float
+
+
+def _stage_of(checkpoint: str | Path) -> str:
+    try:
+        stage = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]["stage"]
+    except Exception as error:  # any unreadable or foreign file
+        raise UserError(checkpoint, f"cannot resume from this file ({type(error).__name__})") from None
+    if stage not in STAGES:
+        raise UserError(checkpoint, f"unknown training stage {stage!r}")
+    return stage
+
+
+def _model_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    return strip_prefix_before(state, "encoder.initial_block.conv.weight")
+
+
+def train_erfnet(config: ERFNetTrainConfig, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Run the configured stages; ``resume`` continues from a Lightning checkpoint of either stage."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    train_source = CityscapesDataset(config.data, config.train_split)
+    val_source = CityscapesDataset(config.data, config.val_split)
+    train_set = SegmentationTrainSet(
+        train_source, config.resize, config.crop, True, config.max_translate, config.max_train_images
+    )
+    val_set = SegmentationTrainSet(val_source, config.resize, None, False, 0, config.max_val_images)
+    weights = None
+    if config.class_weighting == "enet":
+        weights = enet_class_weights(train_set.class_frequencies(), config.num_classes).tolist()
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    stages = [s for s, n in zip(STAGES, (config.encoder_epochs, config.epochs)) if n > 0]
+    if resume is not None:
+        resumed_stage = _stage_of(resume)
+        stages = stages[stages.index(resumed_stage):] if resumed_stage in stages else [resumed_stage]
+    if "full" not in stages:
+        raise UserError(None, "nothing to train: the whole-network stage needs epochs > 0")
+
+    encoder_state = None
+    result = None
+    for stage in stages:
+        module = ERFNetModule(config.num_classes, stage, weights, config.lr, config.weight_decay, config.poly_power)
+        if stage == "full" and encoder_state is not None:
+            module.model.encoder.load_state_dict(encoder_state)
+        checkpoints = ModelCheckpoint(
+            dirpath=output / stage, filename="best", monitor="val/miou", mode="max", save_last=True
+        )
+        trainer = L.Trainer(
+            max_epochs=config.encoder_epochs if stage == "encoder" else config.epochs,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            precision=config.precision,
+            callbacks=[checkpoints],
+            logger=CSVLogger(output, name="logs", version=stage),
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            log_every_n_steps=5,
+            num_sanity_val_steps=0,
+        )
+        loaders = _loaders(train_set, val_set, config)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            ckpt_path = resume if resume is not None and stage == stages[0] else None
+            trainer.fit(module, *loaders, ckpt_path=ckpt_path)
+        best = Path(checkpoints.best_model_path or checkpoints.last_model_path)
+        state = _model_state(best)
+        if stage == "encoder":
+            encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        else:
+            weights_path = output / "erfnet.pth"
+            torch.save(state, weights_path)
+            score = checkpoints.best_model_score
+            result = TrainResult(weights_path, best, float(score) if score is not None else float("nan"))
+    assert result is not None
+    return result
+
+
+def _loaders(train_set: SegmentationTrainSet, val_set: SegmentationTrainSet, config: ERFNetTrainConfig):
+    persistent = config.workers > 0
+    train = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set) >= config.batch_size,
+                       num_workers=config.workers, persistent_workers=persistent)
+    val = DataLoader(val_set, batch_size=1, num_workers=config.workers, persistent_workers=persistent)
+    return train, val

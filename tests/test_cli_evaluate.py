@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.special import softmax
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from fixtures import make_bundle, make_erfnet_checkpoint, save_image
+from roadanomaly.cli import main
+
+
+def _independent_msp_metrics(model, folder, anomaly_value):
+    """Run the model image by image and pool 1 - max softmax over the 19 known classes, with sklearn metrics."""
+    scores, labels = [], []
+    for image_path in sorted((folder / "images").iterdir()):
+        image = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32) / 255.0
+        mask = np.asarray(Image.open(folder / "labels_masks" / f"{image_path.stem}.png"))
+        x = torch.from_numpy(image).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            logits = model(x)[0].double().numpy()
+        msp = 1.0 - softmax(logits[:19], axis=0).max(axis=0)
+        valid = mask != 255
+        scores.append(msp[valid])
+        labels.append(mask[valid] == anomaly_value)
+    s, y = np.concatenate(scores), np.concatenate(labels)
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    return {"auprc": average_precision_score(y, s), "auroc": roc_auc_score(y, s),
+            "fpr95": fpr[np.argmax(tpr >= 0.95)], "pixels": len(y), "anomaly_pixels": int(y.sum())}
+
+
+def test_json_matches_an_independent_computation(tmp_path, capsys):
+    bundle = make_bundle(tmp_path / "bundle", size=(32, 48), images=3)
+    model = make_erfnet_checkpoint(tmp_path / "erfnet_pretrained.pth")
+    out = tmp_path / "results.json"
+    code = main(["evaluate", "--model", "erfnet", "--weights", str(tmp_path / "erfnet_pretrained.pth"),
+                 "--data", str(bundle), "--datasets", "RoadAnomaly,RoadObstacle21", "--methods", "msp,maxlogit",
+                 "--metric-mode", "exact", "--output", str(out), "--quiet", "--workers", "0"])
+    assert code == 0
+    document = json.loads(out.read_text())
+    assert document["protocol"]["size"] == "native" and document["protocol"]["skip_images_without_anomaly"] is False
+    assert document["model"]["name"] == "erfnet"
+    rows = {(r["dataset"], r["method"]): r for r in document["results"]}
+    assert set(rows) == {(d, m) for d in ("RoadAnomaly", "RoadObstacle21") for m in ("msp", "maxlogit")}
+    for dataset, folder, anomaly_value in (("RoadAnomaly", "RoadAnomaly", 2), ("RoadObstacle21", "RoadObsticle21", 1)):
+        expected = _independent_msp_metrics(model, bundle / folder, anomaly_value)
+        row = rows[(dataset, "msp")]
+        # the package scores in float32, the reference in float64: a few near-tied pixels may swap order
+        for key in ("auprc", "auroc", "fpr95"):
+            assert row[key] == pytest.approx(expected[key], abs=1e-4), (dataset, key)
+        assert row["pixels"] == expected["pixels"] and row["anomaly_pixels"] == expected["anomaly_pixels"]
+        assert row["images"] == 3
+    table = capsys.readouterr().out
+    assert "AuPRC %" in table and "RoadObstacle21" in table and str(out) in table
+
+
+def test_fixed_size_protocol_is_recorded_and_changes_pixel_count(tmp_path):
+    bundle = make_bundle(tmp_path / "bundle", size=(32, 48), images=2)
+    make_erfnet_checkpoint(tmp_path / "w.pth")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--weights", str(tmp_path / "w.pth"), "--data", str(bundle), "--datasets", "fs_static",
+                 "--size", "16x24", "--output", str(out), "--quiet", "--workers", "0"]) == 0
+    document = json.loads(out.read_text())
+    assert document["protocol"]["size"] == "16x24"
+    assert all(r["pixels"] <= 2 * 16 * 24 for r in document["results"])
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "roadanomaly", *args], capture_output=True, text=True)
+
+
+def test_user_mistakes_exit_2_with_one_line_and_keep_finished_results(tmp_path):
+    bundle = make_bundle(tmp_path / "bundle", size=(32, 48), images=2)
+    make_erfnet_checkpoint(tmp_path / "w.pth")
+    # the second dataset has a corrupt image: the first dataset's results must survive
+    broken = sorted((bundle / "fs_static" / "images").iterdir())[1]
+    broken.write_bytes(b"\x00not a jpeg")
+    out = tmp_path / "r.json"
+    result = _run_cli("evaluate", "--weights", str(tmp_path / "w.pth"), "--data", str(bundle),
+                      "--datasets", "RoadAnomaly21,fs_static", "--output", str(out), "--quiet")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("roadanomaly: error:")]
+    assert len(errors) == 1 and str(broken) in errors[0] and "cannot read image" in errors[0]
+    assert "Traceback" not in result.stderr
+    kept = json.loads(out.read_text())["results"]
+    assert {r["dataset"] for r in kept} == {"RoadAnomaly21"}
+
+
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        ("label_size", "label is 8x8 but its image is 32x48"),
+        ("label_values", "unknown label values [9]"),
+        ("empty", "no images found"),
+        ("checkpoint", "checkpoint does not fit the model"),
+        ("method", "method 'rba' is not defined for this model"),
+    ],
+)
+def test_bad_input_messages(tmp_path, setup, expected):
+    bundle = make_bundle(tmp_path / "bundle", size=(32, 48), images=1)
+    make_erfnet_checkpoint(tmp_path / "w.pth")
+    weights = tmp_path / "w.pth"
+    label = next((bundle / "RoadAnomaly21" / "labels_masks").iterdir())
+    extra = []
+    if setup == "label_size":
+        save_image(label, np.zeros((8, 8), np.uint8))
+    elif setup == "label_values":
+        save_image(label, np.full((32, 48), 9, np.uint8))
+    elif setup == "empty":
+        for path in (bundle / "RoadAnomaly21" / "images").iterdir():
+            path.unlink()
+    elif setup == "checkpoint":
+        state = torch.load(weights, weights_only=True)
+        state.pop("module.decoder.layers.1.bn2.bias")
+        torch.save(state, weights)
+    elif setup == "method":
+        extra = ["--methods", "msp,rba"]
+    result = _run_cli("evaluate", "--weights", str(weights), "--data", str(bundle), "--datasets", "RoadAnomaly21",
+                      "--output", str(tmp_path / "r.json"), "--quiet", *extra)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
