@@ -18,8 +18,8 @@ VOID = 255
 _MAX_LISTED = 10
 
 
-def as_flat_tensor(x: ArrayLike, name: str) -> Tensor:
-    """Return ``x`` as a 1-D CPU tensor without copying when possible (numpy arrays are shared, not copied)."""
+def as_cpu_tensor(x: ArrayLike, name: str) -> Tensor:
+    """Return ``x`` as a CPU tensor of the same shape, sharing memory when possible (numpy arrays are not copied)."""
     if isinstance(x, np.ndarray):
         if x.dtype.byteorder == ">" or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
@@ -32,10 +32,17 @@ def as_flat_tensor(x: ArrayLike, name: str) -> Tensor:
         raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
     if t.is_complex():
         raise TypeError(f"{name}: complex dtype {t.dtype} is not supported")
-    return t.cpu().reshape(-1)
+    return t.cpu()
 
 
-def check_same_shape(a: ArrayLike, b: ArrayLike, names: tuple[str, str]) -> None:
+def as_flat_tensors(a: ArrayLike, b: ArrayLike, names: tuple[str, str]) -> tuple[Tensor, Tensor]:
+    """Both inputs as 1-D CPU tensors, after checking that they have the same shape."""
+    ta, tb = as_cpu_tensor(a, names[0]), as_cpu_tensor(b, names[1])
+    check_same_shape(ta, tb, names)
+    return ta.reshape(-1), tb.reshape(-1)
+
+
+def check_same_shape(a: Tensor, b: Tensor, names: tuple[str, str]) -> None:
     """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape."""
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(

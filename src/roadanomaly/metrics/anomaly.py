@@ -22,9 +22,8 @@ from roadanomaly.metrics._exact import ExactState
 from roadanomaly.metrics._inputs import (
     ArrayLike,
     anomaly_labels_as_uint8,
-    as_flat_tensor,
+    as_flat_tensors,
     check_no_nan,
-    check_same_shape,
 )
 
 MODES = ("binned", "exact")
@@ -49,9 +48,7 @@ class AnomalyMetric:
 
     def update(self, scores: ArrayLike, labels: ArrayLike) -> None:
         """Add pixels: ``scores`` (any real dtype, no NaN) and ``labels`` (0, 1 or 255) of the same shape."""
-        check_same_shape(scores, labels, ("scores", "labels"))
-        flat_scores = as_flat_tensor(scores, "scores")
-        flat_labels = as_flat_tensor(labels, "labels")
+        flat_scores, flat_labels = as_flat_tensors(scores, labels, ("scores", "labels"))
         check_no_nan(flat_scores)
         self._state.update(flat_scores, anomaly_labels_as_uint8(flat_labels))
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from roadanomaly.metrics._distributed import all_reduce_sum_
-from roadanomaly.metrics._inputs import ArrayLike, as_flat_tensor, check_same_shape, describe_values
+from roadanomaly.metrics._inputs import ArrayLike, as_flat_tensors, describe_values
 
 
 class ConfusionMatrix:
@@ -41,9 +41,9 @@ class ConfusionMatrix:
 
     def update(self, pred: ArrayLike, target: ArrayLike) -> None:
         """Count the pixels of integer ``pred`` and ``target`` (same shape, any layout)."""
-        check_same_shape(pred, target, ("pred", "target"))
-        predicted = self._checked(as_flat_tensor(pred, "pred"), "pred")
-        truth = self._checked(as_flat_tensor(target, "target"), "target")
+        flat_pred, flat_target = as_flat_tensors(pred, target, ("pred", "target"))
+        predicted = self._checked(flat_pred, "pred")
+        truth = self._checked(flat_target, "target")
         valid = truth != self.ignore_index
         if not bool(valid.all()):
             predicted, truth = predicted[valid], truth[valid]

@@ -1,0 +1,392 @@
+"""AnomalyMetric against scikit-learn, plus streaming, merging, saving and input checks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from roadanomaly.metrics import AnomalyMetric, anomaly_metrics
+
+KEYS = ("auprc", "fpr95", "auroc")
+# Accuracy targets of binned mode on realistic score distributions.
+BINNED_TOL = {"auprc": 1e-4, "fpr95": 1e-4, "auroc": 1e-5}
+
+
+def sklearn_metrics(scores, labels) -> dict[str, float]:
+    """The reference: scikit-learn on the non-void pixels."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel()
+    keep = y != 255
+    s, y = s[keep], y[keep] == 1
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    return {
+        "auprc": float(average_precision_score(y, s)),
+        "fpr95": float(fpr[np.argmax(tpr >= 0.95)]),
+        "auroc": float(roc_auc_score(y, s)),
+        "pixels": int(keep.sum()),
+        "anomaly_pixels": int(y.sum()),
+    }
+
+
+def assert_close(ours: dict, ref: dict, tol: float | dict[str, float]) -> None:
+    for key in KEYS:
+        bound = tol[key] if isinstance(tol, dict) else tol
+        assert abs(ours[key] - ref[key]) <= bound, (key, ours[key], ref[key])
+    assert ours["pixels"] == ref["pixels"]
+    assert ours["anomaly_pixels"] == ref["anomaly_pixels"]
+
+
+def make_labels(rng: np.random.Generator, n: int, anomaly: float = 0.05, void: float = 0.05) -> np.ndarray:
+    labels = (rng.random(n) < anomaly).astype(np.uint8)
+    labels[rng.random(n) < void] = 255
+    return labels
+
+
+def shift_anomalies(rng: np.random.Generator, labels: np.ndarray, scores: np.ndarray, amount: float) -> np.ndarray:
+    """Make anomalies score higher on average, so the metrics are not trivial."""
+    return np.where(labels == 1, scores + amount * rng.random(labels.size), scores)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exact mode == scikit-learn to 1e-9
+
+
+def _heavy_ties(rng, n):
+    labels = make_labels(rng, n)
+    return shift_anomalies(rng, labels, rng.integers(0, 20, n).astype(np.float64), 6.0).round(), labels
+
+
+def _huge_and_tiny(rng, n):
+    labels = make_labels(rng, n, anomaly=0.2)
+    magnitude = 10.0 ** rng.uniform(-300, 300, n)
+    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    sign = np.where((labels == 1) & (rng.random(n) < 0.5), 1.0, sign)
+    return sign * magnitude, labels
+
+
+def _near_ties(rng, n):
+    labels = make_labels(rng, n, void=0.0)
+    base = rng.integers(0, 5, n).astype(np.float64)
+    return base + rng.integers(0, 3, n) * 1e-12 + (labels == 1) * 1e-12, labels
+
+
+def _float16_mixed_sign(rng, n):
+    labels = make_labels(rng, n, anomaly=0.3)
+    return shift_anomalies(rng, labels, rng.normal(0, 2, n), 2.0).astype(np.float16), labels
+
+
+@pytest.mark.parametrize("make", [_heavy_ties, _huge_and_tiny, _near_ties, _float16_mixed_sign])
+def test_exact_matches_sklearn(make):
+    rng = np.random.default_rng(7)
+    scores, labels = make(rng, 50_000)
+    assert_close(anomaly_metrics(scores, labels, mode="exact"), sklearn_metrics(scores, labels), 1e-9)
+
+
+def test_exact_on_tiny_inputs():
+    assert_close(anomaly_metrics(np.array([0.5, 0.5]), np.array([0, 1])), sklearn_metrics([0.5, 0.5], [0, 1]), 1e-12)
+    scores, labels = np.array([3.0, 1.0, 2.0, 2.0, 255.0]), np.array([1, 0, 0, 1, 255])
+    assert_close(anomaly_metrics(scores, labels), sklearn_metrics(scores, labels), 1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(
+            st.one_of(
+                st.sampled_from([-1.0, 0.0, 0.5, 2.0]),
+                st.floats(allow_nan=False, allow_infinity=False, width=64),
+            ),
+            st.sampled_from([0, 1, 255]),
+        ),
+        min_size=2,
+        max_size=60,
+    )
+)
+def test_exact_matches_sklearn_on_arbitrary_arrays(data):
+    scores = np.array([s for s, _ in data], dtype=np.float64)
+    labels = np.array([y for _, y in data], dtype=np.uint8)
+    valid = labels[labels != 255]
+    if not ((valid == 0).any() and (valid == 1).any()):
+        with pytest.raises(ValueError):
+            anomaly_metrics(scores, labels)
+        return
+    assert_close(anomaly_metrics(scores, labels), sklearn_metrics(scores, labels), 1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=hnp.arrays(np.int64, st.integers(4, 80), elements=st.integers(-1000, 1000)),
+    seed=st.integers(0, 2**16),
+)
+def test_auroc_invariant_under_increasing_transforms(values, seed):
+    labels = np.random.default_rng(seed).integers(0, 2, values.size).astype(np.uint8)
+    labels[:2] = [0, 1]
+    x = values.astype(np.float64)
+    base = anomaly_metrics(x, labels)
+    for transformed in (x**3 + x, np.exp(x / 100.0), 0.5 * x - 7.0):
+        other = anomaly_metrics(transformed, labels)
+        for key in KEYS:
+            assert other[key] == pytest.approx(base[key], abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Binned mode on realistic distributions
+
+
+def _msp_float16(rng, n):
+    """1 - max softmax in float16: most in-distribution mass at or near 0, heavy ties."""
+    labels = make_labels(rng, n, anomaly=0.03)
+    margin = np.where(labels == 1, rng.normal(1.5, 1.5, n), rng.normal(7.0, 2.5, n))
+    confidence = (1.0 / (1.0 + np.exp(-margin))).astype(np.float16)
+    return (np.float16(1.0) - confidence).astype(np.float16), labels
+
+
+def _max_logit(rng, n):
+    """Negative max logit, roughly in [-30, 5], mixed sign."""
+    labels = make_labels(rng, n, anomaly=0.03)
+    top = np.where(labels == 1, rng.normal(4.0, 3.0, n), rng.normal(14.0, 3.5, n))
+    return (-top).astype(np.float32), labels
+
+
+def _quantised(rng, n):
+    """Scores stored as 8-bit images: 256 levels only."""
+    labels = make_labels(rng, n, anomaly=0.05)
+    raw = np.where(labels == 1, rng.beta(5, 2, n), rng.beta(1, 6, n))
+    return np.round(raw * 255).astype(np.uint8).astype(np.float32) / 255, labels
+
+
+def _energy_wide(rng, n):
+    """Energy-like scores over many orders of magnitude, both signs."""
+    labels = make_labels(rng, n, anomaly=0.03)
+    log_magnitude = np.where(labels == 1, rng.normal(1.0, 2.5, n), rng.normal(5.0, 2.0, n))
+    sign = np.where(rng.random(n) < 0.02, 1.0, -1.0)
+    return (sign * np.exp(log_magnitude)).astype(np.float32), labels
+
+
+@pytest.mark.parametrize("make", [_msp_float16, _max_logit, _quantised, _energy_wide])
+def test_binned_matches_sklearn_on_realistic_scores(make):
+    rng = np.random.default_rng(3)
+    scores, labels = make(rng, 1_000_000)
+    metric = AnomalyMetric("binned")
+    for s, y in zip(np.array_split(scores, 4), np.array_split(labels, 4)):
+        metric.update(torch.from_numpy(s.reshape(-1, 500)), torch.from_numpy(y.reshape(-1, 500)))
+    assert_close(metric.compute(), sklearn_metrics(scores, labels), BINNED_TOL)
+
+
+def test_binned_is_exact_when_scores_fit_the_bins():
+    """float16 values (10 mantissa bits) and +-0.0 each get a bin of their own: binned == exact."""
+    rng = np.random.default_rng(5)
+    labels = make_labels(rng, 200_000)
+    scores = shift_anomalies(rng, labels, rng.normal(0, 3, labels.size), 1.0).astype(np.float16)
+    scores[:1000] = np.float16(-0.0)
+    scores[1000:2000] = np.float16(0.0)
+    exact = anomaly_metrics(scores, labels, mode="exact")
+    binned = anomaly_metrics(scores, labels, mode="binned")
+    for key in exact:
+        assert binned[key] == pytest.approx(exact[key], abs=1e-12)
+
+
+def test_binned_handles_infinities_and_signed_zeros():
+    scores = torch.tensor([-float("inf"), -0.0, 0.0, 1e-30, float("inf"), float("inf"), -3e38, 0.0])
+    labels = torch.tensor([0, 1, 0, 1, 1, 0, 0, 255])
+    assert anomaly_metrics(scores, labels, "binned") == anomaly_metrics(scores, labels, "exact")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scores=hnp.arrays(np.float32, st.integers(2, 200), elements=st.floats(-(2.0**100), 2.0**100, width=32)),
+    power=st.integers(-20, 20),
+    seed=st.integers(0, 2**16),
+)
+def test_binned_invariant_under_power_of_two_scaling(scores, power, seed):
+    """Scaling by 2**k only shifts the exponent, so every score keeps its bin's neighbours."""
+    labels = np.random.default_rng(seed).integers(0, 2, scores.size).astype(np.uint8)
+    labels[:2] = [0, 1]
+    scores = np.where(np.abs(scores) < 2.0**-100, np.float32(0), scores)  # keep clear of subnormals after scaling
+    scaled = scores * np.float32(2.0**power)
+    results = []
+    for values in (scores, scaled):
+        metric = AnomalyMetric(bits=14)  # a small state keeps the examples fast; the property holds for any bits
+        metric.update(values, labels)
+        results.append(metric.compute())
+    assert results[0] == results[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Streaming, merging, saving
+
+
+@pytest.mark.parametrize("mode", ["binned", "exact"])
+def test_streaming_and_merge_equal_one_shot(mode):
+    rng = np.random.default_rng(11)
+    scores, labels = _max_logit(rng, 300_000)
+    whole = anomaly_metrics(scores, labels, mode=mode)
+
+    streamed = AnomalyMetric(mode)
+    for s, y in zip(np.array_split(scores, 37), np.array_split(labels, 37)):
+        streamed.update(s, y)
+    assert streamed.compute() == whole
+
+    first, second = AnomalyMetric(mode), AnomalyMetric(mode)
+    first.update(scores[:100_000], labels[:100_000])
+    second.update(scores[100_000:], labels[100_000:])
+    assert first.merge(second).compute() == whole
+
+
+@pytest.mark.parametrize("mode", ["binned", "exact"])
+def test_state_dict_round_trip_and_resume(mode):
+    rng = np.random.default_rng(12)
+    scores, labels = _energy_wide(rng, 100_000)
+    whole = anomaly_metrics(scores, labels, mode=mode)
+
+    metric = AnomalyMetric(mode)
+    metric.update(scores[:60_000], labels[:60_000])
+    buffer = io.BytesIO()
+    torch.save(metric.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+    resumed = AnomalyMetric(mode)
+    resumed.load_state_dict(state)
+    resumed.update(scores[60_000:], labels[60_000:])
+    assert resumed.compute() == whole
+
+
+def test_binned_state_size_does_not_depend_on_pixel_count():
+    small, large = AnomalyMetric(), AnomalyMetric()
+    small.update(np.array([0.1, 0.9]), np.array([0, 1]))
+    rng = np.random.default_rng(0)
+    large.update(rng.normal(size=2_000_000).astype(np.float32), make_labels(rng, 2_000_000))
+
+    def nbytes(metric: AnomalyMetric) -> int:
+        return sum(t.numel() * t.element_size() for t in metric.state_dict().values())
+
+    assert nbytes(small) == nbytes(large) <= 64 * 2**20
+
+
+def test_reset_forgets_everything():
+    metric = AnomalyMetric()
+    metric.update(np.array([0.1, 0.9]), np.array([0, 1]))
+    metric.reset()
+    with pytest.raises(ValueError, match="no anomaly"):
+        metric.compute()
+    metric.update(np.array([0.2, 0.1]), np.array([0, 1]))
+    assert metric.compute()["auroc"] == 0.0
+
+
+def test_sync_without_process_group_is_a_no_op():
+    metric = AnomalyMetric()
+    metric.update(np.array([0.1, 0.9, 0.3]), np.array([0, 1, 0]))
+    before = metric.compute()
+    metric.sync()
+    assert metric.compute() == before
+
+
+def _ddp_worker(rank: int, world: int, init: str, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        rng = np.random.default_rng(rank)
+        scores, labels = _max_logit(rng, 20_000)
+        for mode in ("binned", "exact"):
+            metric = AnomalyMetric(mode)
+            metric.update(scores, labels)
+            metric.sync()
+            results[(mode, rank)] = metric.compute()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sync_sums_over_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_ddp_worker, args=(2, f"file://{tmp_path / 'store'}", results), nprocs=2, join=True)
+    parts = [_max_logit(np.random.default_rng(rank), 20_000) for rank in range(2)]
+    scores = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    for mode in ("binned", "exact"):
+        expected = anomaly_metrics(scores, labels, mode=mode)
+        assert results[(mode, 0)] == results[(mode, 1)] == expected
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def test_numpy_torch_and_dtypes_agree():
+    rng = np.random.default_rng(2)
+    scores, labels = _max_logit(rng, 10_000)
+    reference = anomaly_metrics(scores, labels, "binned")
+    variants = [
+        (torch.from_numpy(scores), torch.from_numpy(labels)),
+        (scores.astype(np.float64), labels.astype(np.int64)),
+        (torch.from_numpy(scores).double(), torch.from_numpy(labels).int()),
+        (scores.reshape(100, 100), labels.reshape(100, 100)),
+        (np.asfortranarray(scores.reshape(100, 100)), np.asfortranarray(labels.reshape(100, 100))),
+        (torch.from_numpy(scores.reshape(100, 100)).t(), torch.from_numpy(labels.reshape(100, 100)).t()),
+    ]
+    for s, y in variants:
+        assert anomaly_metrics(s, y, "binned") == reference
+    low_precision = torch.from_numpy(scores).to(torch.bfloat16)
+    assert anomaly_metrics(low_precision, labels, "binned") == anomaly_metrics(low_precision, labels, "exact")
+    as_bool = labels == 1
+    assert anomaly_metrics(scores, as_bool, "binned") == anomaly_metrics(scores, as_bool.astype(np.uint8), "binned")
+
+
+@pytest.mark.parametrize("mode", ["binned", "exact"])
+def test_bad_labels_are_named(mode):
+    metric = AnomalyMetric(mode)
+    with pytest.raises(ValueError, match=r"found 2, 7"):
+        metric.update(np.zeros(5), np.array([0, 1, 2, 7, 255]))
+    with pytest.raises(ValueError, match=r"found -1, 256"):
+        metric.update(np.zeros(4), np.array([-1, 0, 256, 1]))
+    with pytest.raises(ValueError, match=r"found 0.5"):
+        metric.update(np.zeros(2), np.array([0.5, 1.0]))
+    metric.update(np.array([0.0, 1.0]), np.array([0, 1]))  # a rejected update leaves no trace
+    assert metric.compute()["pixels"] == 2
+
+
+@pytest.mark.parametrize("mode", ["binned", "exact"])
+def test_nan_shape_and_empty_errors(mode):
+    metric = AnomalyMetric(mode)
+    with pytest.raises(ValueError, match="NaN"):
+        metric.update(np.array([0.1, np.nan]), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"same shape.*\(2, 3\).*\(6,\)"):
+        metric.update(np.zeros((2, 3)), np.zeros(6, dtype=np.uint8))
+    with pytest.raises(ValueError, match="no anomaly"):
+        metric.compute()
+    metric.update(np.zeros(0), np.zeros(0, dtype=np.uint8))
+    metric.update(np.array([1.0, 2.0]), np.array([255, 255]))
+    with pytest.raises(ValueError, match="no anomaly .* among the 0 valid pixels"):
+        metric.compute()
+    metric.update(np.array([1.0, 2.0]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="no in-distribution"):
+        metric.compute()
+
+
+def test_api_misuse_errors():
+    with pytest.raises(ValueError, match="mode"):
+        AnomalyMetric("fast")
+    with pytest.raises(ValueError, match="bits"):
+        AnomalyMetric(bits=40)
+    with pytest.raises(ValueError, match="merge"):
+        AnomalyMetric("binned").merge(AnomalyMetric("exact"))
+    with pytest.raises(ValueError, match="bits"):
+        AnomalyMetric(bits=16).merge(AnomalyMetric(bits=18))
+    with pytest.raises(ValueError, match="shape"):
+        AnomalyMetric(bits=16).load_state_dict(AnomalyMetric(bits=18).state_dict())
+    with pytest.raises(ValueError, match="keys"):
+        AnomalyMetric("binned").load_state_dict(AnomalyMetric("exact").state_dict())
+    with pytest.raises(TypeError):
+        AnomalyMetric().update([0.1, 0.2], [0, 1])
