@@ -161,8 +161,8 @@ def hf_model(t: Tiny, hf_sd: dict[str, Tensor] | None = None):
 
 def hf_reference(model, images: Tensor) -> tuple[Tensor, Tensor]:
     """(mask logits, class logits) of transformers' model for 0..255 images, normalised as its processor does."""
-    mean = torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype).reshape(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=images.dtype).reshape(1, 3, 1, 1)
     with torch.no_grad():
         out = model(pixel_values=(images / 255 - mean) / std)
     return out.masks_queries_logits, out.class_queries_logits

@@ -567,18 +567,18 @@ def init_from_dinov2(
     if not blocks or "blocks.0.mlp.fc1.weight" not in sd:
         raise UserError(path, f"not a DINOv2 backbone with plain MLP blocks: keys {_first(list(sd))}")
     preset = next((p for p in SIZES.values() if p["width"] == width), None)
-    reg = sd.get("reg_token")
+    reg, depth = sd.get("reg_token"), max(blocks) + 1
     try:
         config = EoMTConfig(
             width=width,
-            depth=max(blocks) + 1,
+            depth=depth,
             heads=heads or max(1, width // 64),
             patch=patch,
             num_registers=0 if reg is None else reg.shape[1],
             img_size=img_size,
             num_classes=num_classes,
             num_q=num_q,
-            num_blocks=num_blocks or (preset["num_blocks"] if preset else 4),
+            num_blocks=num_blocks or (preset["num_blocks"] if preset else min(4, depth)),
             mlp_ratio=sd["blocks.0.mlp.fc1.weight"].shape[0] / width,
             class_names=class_names,
         )
