@@ -86,3 +86,21 @@ def _unit_grid(n: int) -> np.ndarray:
 def depth_samples(z0: float, z1: float, n: int) -> np.ndarray:
     """``n`` geometrically spaced depths from ``z0`` to ``z1`` (a fast ``np.geomspace``)."""
     return z0 * (z1 / z0) ** _unit_grid(n)
+
+
+class Billboard:
+    """Maps upright local metres (u right, v up) at a ground point to pixels."""
+
+    __slots__ = ("x", "y", "s", "m")
+
+    def __init__(self, cam: Camera, x: float, z: float, base_y: float = 0.0, mirror: bool = False) -> None:
+        self.x, self.y = cam.point(x, base_y, z)
+        self.s = cam.scale(z)
+        self.m = -1.0 if mirror else 1.0
+
+    def __call__(self, uv: np.ndarray) -> np.ndarray:
+        uv = np.asarray(uv, np.float64)
+        out = np.empty(uv.shape)
+        out[..., 0] = uv[..., 0] * (self.m * self.s) + self.x
+        out[..., 1] = self.y - uv[..., 1] * self.s
+        return out

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .camera import Camera
+from .camera import Billboard, Camera
 from .canvas import Shape
 from .classes import POLE, TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION
 from .palette import PALETTE, RGB, pick, scaled
-from .people import Billboard
 
 WHITE: RGB = (235.0, 235.0, 232.0)
 RED: RGB = (200.0, 28.0, 30.0)

@@ -4,29 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .camera import Camera
+from .camera import Billboard, Camera
 from .canvas import Shape
 from .classes import BICYCLE, MOTORCYCLE, PERSON, RIDER
 from .palette import PALETTE, RGB, pick, scaled
 from .vehicles import HUB, TYRE
-
-
-class Billboard:
-    """Maps upright local metres (u right, v up) at a ground point to pixels."""
-
-    __slots__ = ("x", "y", "s", "m")
-
-    def __init__(self, cam: Camera, x: float, z: float, base_y: float = 0.0, mirror: bool = False) -> None:
-        self.x, self.y = cam.point(x, base_y, z)
-        self.s = cam.scale(z)
-        self.m = -1.0 if mirror else 1.0
-
-    def __call__(self, uv: np.ndarray) -> np.ndarray:
-        uv = np.asarray(uv, np.float64)
-        out = np.empty(uv.shape)
-        out[..., 0] = uv[..., 0] * (self.m * self.s) + self.x
-        out[..., 1] = self.y - uv[..., 1] * self.s
-        return out
 
 
 def _limb(a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
