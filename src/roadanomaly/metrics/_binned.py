@@ -7,68 +7,66 @@ from torch import Tensor
 
 from roadanomaly.metrics._curves import curve_metrics
 from roadanomaly.metrics._distributed import all_reduce_sum_
-from roadanomaly.metrics._float_bins import bins_in_place, check_bits
-from roadanomaly.metrics._inputs import VOID
+from roadanomaly.metrics._float_bins import check_bits, float_bins, zero_bin
 
-#: Pixels processed per step; bounds the scratch memory whatever the size of one update.
-SLICE = 1 << 20
+#: Pixels processed per step: the scratch tensors (1 MiB each) stay in cache, and their size does not depend on
+#: the size of an update. Measured on 2 cores: 2**18 beats both 2**15 and a whole 1024x2048 image per step.
+SLICE = 1 << 18
 
 
 class BinnedState:
     """Counts per score bin, in one int64 histogram of ``2 * 2**bits`` entries.
 
-    Entries ``[0, 2**bits)`` count in-distribution pixels, ``[2**bits, 2 * 2**bits)`` anomaly pixels, bin ``b``
-    holding the scores whose order-preserving key starts with ``b`` (see ``_float_bins``). Void pixels are sent to
-    the last in-distribution bin, which only NaN bit patterns can reach (and NaN scores are rejected), and are
-    dropped when computing. The state is summed to combine processes.
+    Entries ``[0, 2**bits)`` count in-distribution pixels and ``[2**bits, 2 * 2**bits)`` anomaly pixels, by the
+    order-preserving bin of their score (see ``_float_bins``). The index of a pixel is ``bin + label * 2**bits``;
+    void pixels (label 255) are clamped into the last entry, an anomaly bin that only NaN bit patterns reach (and
+    NaN scores are rejected), and are dropped when computing. States combine by summation.
     """
 
     def __init__(self, bits: int) -> None:
         self.bits = check_bits(bits)
         self.num_bins = 1 << bits
         self.hist = torch.zeros(2 * self.num_bins, dtype=torch.int64)
-        self._scratch: tuple[Tensor, Tensor, Tensor] | None = None
+        self._scratch: dict[str, Tensor] = {}
 
-    @property
-    def _void_sink(self) -> int:
-        return self.num_bins - 1
+    def _buffer(self, name: str, size: int, dtype: torch.dtype) -> Tensor:
+        """A reusable scratch tensor of at least ``size`` elements (not part of the state)."""
+        buffer = self._scratch.get(name)
+        if buffer is None or buffer.numel() < size:
+            buffer = self._scratch[name] = torch.empty(size, dtype=dtype)
+        return buffer[:size]
 
-    def _workspace(self, size: int) -> tuple[Tensor, Tensor, Tensor]:
-        if self._scratch is None or self._scratch[0].numel() < size:
-            self._scratch = (
-                torch.empty(size, dtype=torch.float32),
-                torch.empty(size, dtype=torch.int32),
-                torch.empty(size, dtype=torch.bool),
-            )
-        return self._scratch
-
-    def update(self, scores: Tensor, labels: Tensor) -> None:
+    def update(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
         """Count flat, already validated scores (any real dtype, no NaN) and uint8 labels in {0, 1, 255}."""
         n = scores.numel()
-        if n == 0:
-            return
-        values, scratch, void = self._workspace(min(n, SLICE))
         ones = torch.ones(1, dtype=torch.int64).expand(min(n, SLICE))
         for start in range(0, n, SLICE):
             stop = min(start + SLICE, n)
             m = stop - start
-            value, work, is_void = values[:m], scratch[:m], void[:m]
-            torch.add(scores[start:stop], 0.0, out=value)  # to float32, and -0.0 becomes +0.0
-            index = bins_in_place(value, self.bits, work)
-            label = labels[start:stop]
-            index.add_(label, alpha=self.num_bins)  # anomalies to the upper half (void fixed just below)
-            torch.eq(label, VOID, out=is_void)
-            if bool(is_void.any()):
-                index.masked_fill_(is_void, self._void_sink)
+            values = scores[start:stop]
+            if values.dtype != torch.float32:
+                values = torch.add(values, 0.0, out=self._buffer("values", m, torch.float32))
+            index = float_bins(values, self.bits, self._buffer("index", m, torch.int32),
+                               self._buffer("scratch", m, torch.int32))
+            index.add_(labels[start:stop], alpha=self.num_bins)  # anomalies to the upper half
+            if has_void:
+                index.clamp_(max=2 * self.num_bins - 1)  # 255 * 2**bits + bin: out of range, into the sink
             self.hist.index_add_(0, index, ones[:m])
 
     def counts(self) -> tuple[Tensor, Tensor]:
         """Anomaly and in-distribution counts of the non-empty bins, from the highest score down."""
-        negatives = self.hist[: self.num_bins].clone()
-        negatives[self._void_sink] = 0
-        positives = self.hist[self.num_bins :]
-        occupied = torch.nonzero(positives + negatives).squeeze(1).flip(0)
-        return positives[occupied], negatives[occupied]
+        negatives, positives = self.hist.view(2, self.num_bins)
+        occupied = self.hist.view(2, self.num_bins).any(0)  # the only temporary of the histogram's length
+        occupied[-1] = False  # the void sink
+        zero = zero_bin(self.bits)
+        occupied[zero] |= occupied[zero - 1]  # -0.0 and +0.0 (and subnormals) are one bin
+        occupied[zero - 1] = False
+        index = torch.nonzero(occupied).squeeze(1).flip(0)
+        pos, neg = positives[index], negatives[index]
+        at_zero = index == zero
+        pos[at_zero] += positives[zero - 1]
+        neg[at_zero] += negatives[zero - 1]
+        return pos, neg
 
     def compute(self) -> dict[str, float | int]:
         """The metrics of everything counted so far."""

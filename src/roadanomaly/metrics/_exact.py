@@ -17,15 +17,15 @@ class ExactState:
         self.scores: list[Tensor] = []
         self.labels: list[Tensor] = []
 
-    def update(self, scores: Tensor, labels: Tensor) -> None:
+    def update(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
         """Store flat, already validated scores (no NaN) and uint8 labels in {0, 1, 255}; void pixels dropped."""
-        valid = labels != VOID
-        if bool(valid.all()):
+        if has_void:
+            valid = labels != VOID
+            self.scores.append(scores[valid].to(torch.float64))
+            self.labels.append(labels[valid])
+        else:
             self.scores.append(scores.to(torch.float64, copy=True))
             self.labels.append(labels.to(torch.uint8, copy=True))
-        else:
-            self.scores.append(scores[valid].to(torch.float64))
-            self.labels.append(labels[valid].to(torch.uint8))
 
     def _cat(self) -> tuple[Tensor, Tensor]:
         if not self.scores:

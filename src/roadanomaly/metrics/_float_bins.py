@@ -1,10 +1,14 @@
-"""Order-preserving bins for float32 scores, built from their IEEE-754 bit patterns.
+"""Order-preserving bins for float32 scores, computed from their IEEE-754 bit patterns.
 
-The bits of a float32, read as a signed integer, sort like the floats for non-negative values and in reverse for
-negative ones. Flipping the 31 low bits of negative values makes integer order equal float order over the whole
-line (-inf < ... < -0 < +0 < ... < +inf), once -0.0 has been turned into +0.0. Keeping the top ``bits`` bits of
-that key (sign, exponent, then the leading mantissa bits) gives bins that are monotone in the score, put equal
-scores in the same bin, and have a relative width of ``2 ** -(bits - 9)`` whatever the sign or scale.
+Read as a signed integer, the bits of a float32 sort like the floats for non-negative values and in reverse for
+negative ones. Keep the top ``bits`` bits, ``u = bits >> (32 - bits)`` (sign, exponent, then leading mantissa bits),
+and map ``u >= 0`` to ``u + C`` and ``u < 0`` to ``~u`` (``C = 2**(bits - 1)``): bins in ``[0, 2 * C)`` that are
+monotone in the score over the whole line (-inf ... +inf), put equal scores in the same bin and have a relative
+width of ``2 ** -(bits - 9)`` whatever the sign or scale.
+
+The lowest and highest bins are reached only by NaN bit patterns. -0.0 lands in bin ``C - 1`` (with negative
+subnormals of magnitude below ``2**(32 - bits) * 2**-149``) and +0.0 in bin ``C`` (with the positive ones): those
+two bins are to be read as one, around zero.
 """
 
 from __future__ import annotations
@@ -13,26 +17,25 @@ import torch
 from torch import Tensor
 
 MIN_BITS = 12
-MAX_BITS = 22
+MAX_BITS = 22  # keeps bin + 255 * 2**bits (a void label's offset) inside int32
 
 
 def check_bits(bits: int) -> int:
     """Validate the number of key bits kept as the bin index."""
-    if not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(f"bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r}")
     return bits
 
 
-def bins_in_place(canonical: Tensor, bits: int, scratch: Tensor) -> Tensor:
-    """Overwrite a float32 tensor (with -0.0 already made +0.0) by its bin indices in ``[0, 2**bits)``, as int32.
+def zero_bin(bits: int) -> int:
+    """The bin of +0.0; bin ``zero_bin(bits) - 1`` (holding -0.0) belongs with it."""
+    return 1 << (bits - 1)
 
-    ``scratch`` is an int32 tensor of the same size used as workspace. Returns the int32 view of ``canonical``.
-    """
-    key = canonical.view(torch.int32)
-    torch.bitwise_right_shift(key, 31, out=scratch)  # -1 for negative values, 0 otherwise
-    scratch &= 0x7FFFFFFF
-    key ^= scratch  # signed integer order == float order
-    key >>= 32 - bits  # arithmetic shift: floor division by 2**(32 - bits), keeps the order
-    key += 1 << (bits - 1)  # from [-2**(bits-1), 2**(bits-1)) to [0, 2**bits)
-    return key
 
+def float_bins(values: Tensor, bits: int, out: Tensor, scratch: Tensor) -> Tensor:
+    """Write the bins of float32 ``values`` (read only) into the int32 tensor ``out``, using int32 ``scratch``."""
+    torch.bitwise_right_shift(values.view(torch.int32), 32 - bits, out=out)  # u, in [-C, C)
+    torch.bitwise_right_shift(out, 31, out=scratch)  # -1 where u < 0, else 0
+    scratch |= zero_bin(bits)  # C where u >= 0, else -1 (all ones)
+    out ^= scratch  # u ^ C == u + C for u >= 0;  u ^ -1 == ~u for u < 0
+    return out

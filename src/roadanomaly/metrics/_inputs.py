@@ -52,8 +52,13 @@ def check_same_shape(a: Tensor, b: Tensor, names: tuple[str, str]) -> None:
 
 def check_no_nan(scores: Tensor) -> None:
     """Raise ``ValueError`` if any score is NaN."""
-    if scores.is_floating_point() and bool(torch.isnan(scores).any()):
-        count = int(torch.isnan(scores).sum())
+    if not scores.is_floating_point() or scores.numel() == 0:
+        return
+    # One pass, no temporary: the sum is NaN iff there is a NaN (or both +inf and -inf: then look closer).
+    if not bool(torch.isnan(torch.sum(scores))):
+        return
+    count = int(torch.isnan(scores).sum())
+    if count:
         raise ValueError(f"scores contain {count} NaN value(s); every score must be a number")
 
 
@@ -72,17 +77,20 @@ def _format_number(v: float | int | bool) -> str:
     return str(v)
 
 
-def anomaly_labels_as_uint8(labels: Tensor) -> Tensor:
-    """Check that ``labels`` only holds 0, 1 and 255 and return them as ``uint8`` (no copy when already uint8)."""
-    if labels.dtype == torch.bool:
-        return labels.view(torch.uint8)
+def anomaly_labels_as_uint8(labels: Tensor) -> tuple[Tensor, bool]:
+    """Check that ``labels`` only holds 0, 1 and 255; return them as ``uint8`` (no copy if already) and whether
+    any is void."""
+    if labels.numel() == 0 or labels.dtype == torch.bool:
+        return labels.to(torch.uint8), False
     if labels.dtype == torch.uint8:
-        bad = (labels > ANOMALY) & (labels != VOID)
-    else:
-        bad = (labels != IN_DISTRIBUTION) & (labels != ANOMALY) & (labels != VOID)
+        # Read as int8, the valid values 0, 1 and 255 are exactly those in [-1, 1]: one pass, no temporary.
+        low, high = torch.aminmax(labels.view(torch.int8))
+        if int(low) >= -1 and int(high) <= 1:
+            return labels, int(low) == -1
+    bad = (labels != IN_DISTRIBUTION) & (labels != ANOMALY) & (labels != VOID)
     if bool(bad.any()):
         raise ValueError(
             "labels must be 0 (in-distribution), 1 (anomaly) or 255 (void); "
             f"found {describe_values(labels[bad])}"
         )
-    return labels if labels.dtype == torch.uint8 else labels.to(torch.uint8)
+    return labels.to(torch.uint8), bool((labels == VOID).any())

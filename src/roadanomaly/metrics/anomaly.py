@@ -50,7 +50,7 @@ class AnomalyMetric:
         """Add pixels: ``scores`` (any real dtype, no NaN) and ``labels`` (0, 1 or 255) of the same shape."""
         flat_scores, flat_labels = as_flat_tensors(scores, labels, ("scores", "labels"))
         check_no_nan(flat_scores)
-        self._state.update(flat_scores, anomaly_labels_as_uint8(flat_labels))
+        self._state.update(flat_scores, *anomaly_labels_as_uint8(flat_labels))
 
     def compute(self) -> dict[str, float | int]:
         """The metrics of all pixels added so far; ``ValueError`` when anomaly or in-distribution pixels lack."""
