@@ -8,6 +8,7 @@ The anomaly mask is 1 exactly where the image differs from that clean scene.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -81,7 +82,7 @@ FAMILIES: dict[str, AnomalyFamily] = {
             void_off_road=False,
             quiet_road=False,
             kinds=LARGE_KINDS,
-            placement=Placement(depth=(1.1, 45.0), beyond_kerb=1.5, count=(1, 2), on_road_only=False, min_pixels=150),
+            placement=Placement(depth=(1.1, 32.0), beyond_kerb=1.5, count=(1, 2), on_road_only=False, min_pixels=250),
         ),
         AnomalyFamily(
             name="SynthObstacle",
@@ -174,6 +175,8 @@ def render_anomaly_sample(
         hit = labels == ANOMALY_LABEL
         if int(hit.sum()) >= fam.placement.min_pixels:
             break
+    else:
+        warnings.warn(f"{fam.name} sample {index} (seed {seed}): anomaly smaller than {fam.placement.min_pixels} px", stacklevel=2)
     image = np.where(hit[..., None], image, clean_image)
     ensure_changed(image, clean_image, hit)
     out_labels = clean_labels.copy()

@@ -49,8 +49,10 @@ class Camera:
         """Project road-frame points; returns an array of shape ``broadcast(x, y, z).shape + (2,)``."""
         z = np.maximum(z, MIN_DEPTH)
         inv = self.focal / z
-        px = self.vanishing_x + (x + self.curvature * z * z) * inv
-        py = self.horizon + (self.mount_height - np.asarray(y, np.float64)) * inv
+        if self.curvature:
+            x = x + self.curvature * z * z
+        px = x * inv + self.vanishing_x
+        py = (self.mount_height - np.asarray(y, np.float64)) * inv + self.horizon
         out = np.empty(np.broadcast(px, py).shape + (2,))
         out[..., 0] = px
         out[..., 1] = py

@@ -119,7 +119,7 @@ def tree_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y: 
     bb = Billboard(cam, x, z, base_y, mirror=bool(rng.random() < 0.5))
     trunk_h = float(rng.uniform(1.8, 3.5)) * scale
     trunk_w = float(rng.uniform(0.22, 0.4)) * scale
-    radius = float(rng.uniform(1.4, 3.2)) * scale
+    radius = float(rng.uniform(1.2, 2.7)) * scale
     reach = 2.5 * radius * bb.s
     if bb.x + reach < 0 or bb.x - reach > cam.width or bb.y < 0:
         return shape

@@ -16,16 +16,14 @@ MARKING_DEPTH = 90.0
 
 def strip(cam: Camera, x0: float, x1: float, y: float, z0: float, z1: float, n: int = 20) -> np.ndarray:
     """Polygon of the horizontal band ``x0..x1`` at height ``y`` between depths ``z0..z1``."""
-    zs = depth_samples(z0, z1, n)
-    near = cam.project(x0, y, zs)
-    far = cam.project(x1, y, zs[::-1])
-    return np.concatenate([near, far], axis=0)
+    pts = cam.project(np.array([[x0], [x1]]), y, depth_samples(z0, z1, n))
+    return np.concatenate([pts[0], pts[1, ::-1]], axis=0)
 
 
 def vertical_strip(cam: Camera, x: float, y0: float, y1: float, z0: float, z1: float, n: int = 12) -> np.ndarray:
     """Polygon of the vertical band at lateral ``x`` from height ``y0`` to ``y1`` between depths ``z0..z1``."""
-    zs = depth_samples(z0, z1, n)
-    return np.concatenate([cam.project(x, y0, zs), cam.project(x, y1, zs[::-1])], axis=0)
+    pts = cam.project(x, np.array([[y0], [y1]]), depth_samples(z0, z1, n))
+    return np.concatenate([pts[0], pts[1, ::-1]], axis=0)
 
 
 def quads(cam: Camera, x0: np.ndarray, x1: np.ndarray, y: float, z0: np.ndarray, z1: np.ndarray) -> np.ndarray:
@@ -59,11 +57,7 @@ def _side_ops(shape: Shape, rng: np.random.Generator, cam: Camera, side: Side, z
         shape.lines(np.stack([a, b], axis=1), scaled(walk, 0.78), SIDEWALK, 1)
     kerb = pick(rng, PALETTE.kerb, 6.0)
     shape.poly(strip(cam, side.x(0.0), side.x(0.18), h, z0, z1), kerb, SIDEWALK)
-    shape.poly(
-        np.concatenate([cam.project(side.x(0.0), 0.0, depth_samples(z0, z1, 16)), cam.project(side.x(0.0), h, depth_samples(z1, z0, 16))]),
-        scaled(kerb, 0.8),
-        SIDEWALK,
-    )
+    shape.poly(vertical_strip(cam, side.x(0.0), 0.0, h, z0, z1, 16), scaled(kerb, 0.8), SIDEWALK)
 
 
 def _dashes(cam: Camera, x: float, width: float, dash: float, gap: float, phase: float, z0: float, z1: float) -> np.ndarray:

@@ -152,7 +152,7 @@ class _Planner:
         for side in self.street.sides:
             if rng.random() < pop.street_tree_prob:
                 offset = side.verge / 2 if side.verge > 0.6 else side.sidewalk_start + 0.5
-                z = float(rng.uniform(0.6, 1.2)) * self.z_near
+                z = float(rng.uniform(1.0, 2.5)) * self.z_near
                 while z < pop.max_object_depth:
                     x = side.x(offset)
                     self.add(x, z, tree_ops(rng, self.cam, x, z, SIDEWALK_HEIGHT))

@@ -119,7 +119,7 @@ class Photometry:
             vignette=float(rng.uniform(*config.vignette)),
             antialias_sigma=float(rng.uniform(*config.antialias_sigma)),
             sensor_noise=float(rng.uniform(*config.sensor_noise)),
-            cloudiness=float(rng.choice([0.3, 1.0, 2.5, 4.0])),
+            cloudiness=float(rng.choice([0.3, 1.0, 2.0, 3.0])),
         )
 
 
