@@ -6,9 +6,9 @@
 The model (random weights, trained state: masked attention annealed away) is built for an input of exactly
 H x W, so no position resampling is timed. Each path runs the full forward and the per-pixel class scores
 P_c = sum_q softmax(class_q)[c] * sigmoid(mask_q) at 1/4 resolution (what semantic inference needs per window).
-Paths: ``eager-fp32`` (torch.no_grad), ``inference-fp32`` (torch.inference_mode), ``bf16`` / ``fp16`` autocast,
-and ``compile`` variants (torch.compile, inductor). Each path's outputs are compared with eager (max abs diff of
-mask logits and of class scores).
+Paths: ``eager-fp32`` (torch.no_grad), ``inference-fp32`` (torch.inference_mode), ``tf32`` (CUDA), ``bf16`` /
+``fp16`` autocast (bf16 on CPUs with AVX512-BF16/AMX), and ``compile`` variants (torch.compile, inductor). Each
+path's outputs are compared with eager (max abs diff of mask logits and of class scores).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 import statistics
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import torch
@@ -33,29 +33,40 @@ def class_scores(mask_logits: Tensor, class_logits: Tensor) -> Tensor:
 
 
 class Forward(torch.nn.Module):
-    """Images -> (final mask logits, class scores), as one module so that torch.compile sees all of it."""
+    """Images -> (final mask logits, class scores), with autocast inside so that torch.compile traces it."""
 
-    def __init__(self, model: EoMT) -> None:
+    def __init__(self, model: EoMT, dtype: torch.dtype | None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.dtype = model, dtype
 
     def forward(self, x: Tensor) -> Outputs:
-        out = self.model.forward_all(x)
-        mask_logits, class_logits = out.mask_logits[-1], out.class_logits[-1]
-        return mask_logits, class_scores(mask_logits.float(), class_logits.float())
+        device = x.device.type
+        with torch.autocast(device, dtype=self.dtype) if self.dtype is not None else nullcontext():
+            out = self.model.forward_all(x)
+        mask_logits, class_logits = out.mask_logits[-1].float(), out.class_logits[-1].float()
+        return mask_logits, class_scores(mask_logits, class_logits)
 
 
-def make_path(model: EoMT, dtype: torch.dtype | None, compiled: bool, inference: bool, device: str) -> Callable:
-    fn = Forward(model)
+@contextmanager
+def tf32(enabled: bool):
+    """TensorFloat-32 matrix products on CUDA for the duration (the other paths keep true float32)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def make_path(model: EoMT, dtype: torch.dtype | None, compiled: bool, inference: bool, use_tf32: bool) -> Callable:
+    fn = Forward(model, dtype)
     if compiled:
         fn = torch.compile(fn)
     grad = torch.inference_mode if inference else torch.no_grad
 
     def run(x: Tensor) -> Outputs:
-        cast = torch.autocast(device, dtype=dtype) if dtype is not None else nullcontext()
-        with grad(), cast:
-            mask_logits, scores = fn(x)
-        return mask_logits.float(), scores.float()
+        with grad(), tf32(use_tf32):
+            return fn(x)
 
     return run
 
@@ -117,15 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randint(0, 256, (args.batch, 3, args.height, args.width), generator=torch.Generator().manual_seed(1))
     x = x.float().to(device)
 
-    paths: list[tuple[str, torch.dtype | None, bool, bool]] = [("eager-fp32", None, False, False)]
-    paths.append(("inference-fp32", None, False, True))
+    # (name, autocast dtype, torch.compile, inference_mode, TF32)
+    paths: list[tuple[str, torch.dtype | None, bool, bool, bool]] = [("eager-fp32", None, False, False, False)]
+    paths.append(("inference-fp32", None, False, True, False))
+    if device == "cuda":
+        paths.append(("inference-tf32", None, False, True, True))
     low = [("bf16", torch.bfloat16)] if device == "cpu" else [("bf16", torch.bfloat16), ("fp16", torch.float16)]
     if device == "cpu" and not cpu_has_bf16():
         low = []
-    paths += [(f"inference-{name}", dtype, False, True) for name, dtype in low]
+    paths += [(f"inference-{name}", dtype, False, True, False) for name, dtype in low]
     if not args.no_compile:
-        paths.append(("compile-fp32", None, True, True))
-        paths += [(f"compile-{name}", dtype, True, True) for name, dtype in low]
+        paths.append(("compile-fp32", None, True, True, False))
+        paths += [(f"compile-{name}", dtype, True, True, False) for name, dtype in low]
 
     threads = torch.get_num_threads()
     print(
@@ -136,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     runs: dict[str, Callable] = {}
     outputs: dict[str, Outputs] = {}
-    for name, dtype, compiled, inference in paths:  # warm-up (and compilation) first
+    for name, dtype, compiled, inference, use_tf32 in paths:  # warm-up (and compilation) first
         try:
-            run = make_path(model, dtype, compiled, inference, device)
+            run = make_path(model, dtype, compiled, inference, use_tf32)
             for _ in range(warmup):
                 outputs[name] = run(x)
             runs[name] = run
@@ -153,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     base_masks, base_scores = outputs["eager-fp32"]
     for name, seconds in results.items():
         masks, scores = outputs[name]
+        mask_diff, score_diff = float((masks - base_masks).abs().max()), float((scores - base_scores).abs().max())
         print(
             f"  {name:16s} {args.batch / seconds:8.3f} images/s  {seconds * 1000:9.1f} ms/call  "
-            f"x{results['eager-fp32'] / seconds:5.2f} vs eager   max|diff| mask logits "
-            f"{float((masks - base_masks).abs().max()):.2e}, class scores {float((scores - base_scores).abs().max()):.2e}"
+            f"x{results['eager-fp32'] / seconds:5.2f} vs eager   max|diff| mask logits {mask_diff:.2e}, "
+            f"class scores {score_diff:.2e}"
         )
     base = results["eager-fp32"]
     best = min(results, key=results.__getitem__)

@@ -59,11 +59,13 @@ def test_scaled_size_and_windows():
 
 # --------------------------------------------------------------------------------------- spy model (fast)
 class SpyEoMT(nn.Module):
-    """Records its inputs; predicts all-zero mask logits (sigmoid 1/2) and fixed class logits, as EoMT would shape them."""
+    """Records its inputs; predicts all-zero mask logits (sigmoid 1/2) and fixed class logits, shaped as EoMT's."""
 
     def __init__(self, crop: int = 1024, classes: int = 3, queries: int = 2) -> None:
         super().__init__()
-        self.config = EoMTConfig(width=8, depth=1, heads=1, img_size=(crop, crop), num_classes=classes, num_q=queries, num_blocks=1)
+        self.config = EoMTConfig(
+            width=8, depth=1, heads=1, img_size=(crop, crop), num_classes=classes, num_q=queries, num_blocks=1
+        )
         self.class_logits = torch.randn(queries, classes + 1, generator=torch.Generator().manual_seed(0))
         self.calls: list[torch.Tensor] = []
 
@@ -88,7 +90,8 @@ def test_two_windows_on_cityscapes_size():
     expected = 0.5 * probs[:, :-1].sum(0)
     assert out.class_scores.shape == (1, 3, 1024, 2048)
     torch.testing.assert_close(out.class_scores, expected.reshape(1, 3, 1, 1).expand(1, 3, 1024, 2048))
-    torch.testing.assert_close(out.query_maps["no_object"], torch.full((1, 1024, 2048), 0.5 * float(probs[:, -1].sum())))
+    no_object = torch.full((1, 1024, 2048), 0.5 * float(probs[:, -1].sum()))
+    torch.testing.assert_close(out.query_maps["no_object"], no_object)
 
 
 def test_one_forward_per_window_and_resizing():
@@ -152,7 +155,8 @@ def test_query_heads_plug_in(tiny_model):
         return class_logits.softmax(-1)[..., -1]
 
     head = nn.Sequential(nn.Linear(tiny_model.config.width, 1), nn.Flatten(-2), nn.Sigmoid())
-    predictor = EoMTPredictor(tiny_model, crop_size=64, query_heads={"again": no_object_again, "anomaly": lambda q, c: head(q)})
+    heads = {"again": no_object_again, "anomaly": lambda q, c: head(q)}
+    predictor = EoMTPredictor(tiny_model, crop_size=64, query_heads=heads)
     out = predictor(uint8_images(2, 64, 128))
     assert set(out.query_maps) == {"no_object", "again", "anomaly"}
     torch.testing.assert_close(out.query_maps["again"], out.query_maps["no_object"])
@@ -190,7 +194,8 @@ def test_load_predictor(tmp_path):
     predictor = load_predictor("eomt", path, "cpu")
     assert predictor.device == "cpu"
     info = predictor.info
-    assert (info["name"], info["classes"], info["queries"], info["crop"], info["layout"]) == ("eomt", 4, 6, [64, 64], "official")
+    summary = (info["name"], info["classes"], info["queries"], info["crop"], info["layout"])
+    assert summary == ("eomt", 4, 6, [64, 64], "official")
     assert info["weights"] == str(path)
     out = predictor(uint8_images(1, 64, 96))
     assert out.class_scores.shape == (1, 4, 64, 96) and out.logits is None

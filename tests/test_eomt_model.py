@@ -33,9 +33,11 @@ def images(b: int = 2, h: int = 64, w: int = 64, seed: int = 1) -> torch.Tensor:
 
 
 def test_presets_and_defaults():
-    for size, (width, depth, heads, blocks) in {"S": (384, 12, 6, 3), "B": (768, 12, 12, 3), "L": (1024, 24, 16, 4)}.items():
+    expected = {"S": (384, 12, 6, 3), "B": (768, 12, 12, 3), "L": (1024, 24, 16, 4)}
+    for size, (width, depth, heads, blocks) in expected.items():
         c = EoMTConfig.preset(size)
-        assert (c.width, c.depth, c.heads, c.num_blocks, c.patch, c.num_registers) == (width, depth, heads, blocks, 16, 4)
+        assert (c.width, c.depth, c.heads, c.num_blocks) == (width, depth, heads, blocks)
+        assert (c.patch, c.num_registers) == (16, 4)
         assert (c.num_q, c.num_classes, c.img_size, c.grid, c.num_upscale) == (100, 19, (1024, 1024), (64, 64), 2)
         assert c.size_name == size
     assert tiny_config(patch=8, img_size=(64, 64)).num_upscale == 1
