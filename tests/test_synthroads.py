@@ -113,7 +113,8 @@ def test_classes_have_distinct_appearance(scenes: list) -> None:
             colour_gaps[-1] = max(colour_gaps[-1], abs(img[s.labels == car].std() - img[s.labels == ROAD].std()))
         detail = np.abs(img.mean(-1) - cv2.blur(img.mean(-1), (3, 3)))
         if (s.labels == veg).sum() > 200 and (s.labels == sky).sum() > 200:
-            texture_wins.append(detail[s.labels == veg].mean() > max(detail[s.labels == ROAD].mean(), detail[s.labels == sky].mean()))
+            flat = max(detail[s.labels == ROAD].mean(), detail[s.labels == sky].mean())
+            texture_wins.append(detail[s.labels == veg].mean() > flat)
     assert len(colour_gaps) > 20 and np.median(colour_gaps) > 15.0
     assert np.mean(texture_wins) > 0.9
 
@@ -123,7 +124,8 @@ def test_many_classes_appear_and_common_ones_in_most_images(scenes: list) -> Non
     for s in scenes:
         present += np.bincount(s.labels.ravel(), minlength=256)[:NUM_CLASSES] > 0
     assert (present > 0).sum() >= 12
-    for name in ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole", "traffic sign", "terrain"):
+    common = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole", "traffic sign", "terrain")
+    for name in common:
         assert present[TRAIN_ID_NAMES.index(name)] > len(scenes) / 2, name
 
 
@@ -283,11 +285,14 @@ def test_bundle_files_have_the_real_layout(tmp_path: Path, family: str, ext: str
 
 def test_generate_synthroads_writes_everything(tmp_path: Path) -> None:
     seen: list[str] = []
-    paths = generate_synthroads(tmp_path, train=2, val=1, anomaly=1, obstacle=1, size=SMALL, progress=lambda s, d, t: seen.append(s))
+    paths = generate_synthroads(
+        tmp_path, train=2, val=1, anomaly=1, obstacle=1, size=SMALL, progress=lambda s, d, t: seen.append(s)
+    )
     assert paths.cityscapes == tmp_path / "cityscapes"
     assert len(list((paths.cityscapes / "leftImg8bit" / "train").glob("*/*_leftImg8bit.png"))) == 2
     assert len(list((paths.cityscapes / "gtFine" / "val").glob("*/*_gtFine_labelIds.png"))) == 1
-    assert paths.anomaly == tmp_path / "bundle" / "SynthAnomaly" and paths.obstacle == tmp_path / "bundle" / "SynthObstacle"
+    assert paths.anomaly == tmp_path / "bundle" / "SynthAnomaly"
+    assert paths.obstacle == tmp_path / "bundle" / "SynthObstacle"
     assert len(list((paths.obstacle / "images").glob("*.webp"))) == 1
     assert len(list((paths.anomaly / "labels_masks").glob("*.png"))) == 1
     assert {"cityscapes/train", "cityscapes/val", "bundle/SynthAnomaly", "bundle/SynthObstacle"} <= set(seen)

@@ -95,7 +95,7 @@ FAMILIES: dict[str, AnomalyFamily] = {
         ),
         AnomalyFamily(
             name="SynthOutlier",
-            description="outlier-exposure shapes (polygons, stars, checkerboards, stripes, noise patches) pasted anywhere",
+            description="outlier-exposure shapes (polygons, stars, checkerboards, stripes, noise patches)",
             image_ext="png",
             void_off_road=False,
             quiet_road=False,
@@ -134,7 +134,9 @@ def _place_one(rng: np.random.Generator, plan: ScenePlan, family: AnomalyFamily,
     return Item(distance(x, z), shape.ops)
 
 
-def _insert(rng: np.random.Generator, plan: ScenePlan, family: AnomalyFamily, clean_labels: np.ndarray, attempts: int = 40) -> list[Item]:
+def _insert(
+    rng: np.random.Generator, plan: ScenePlan, family: AnomalyFamily, clean_labels: np.ndarray, attempts: int = 40
+) -> list[Item]:
     p = family.placement
     assert p is not None
     wanted = int(rng.integers(p.count[0], p.count[1] + 1))
@@ -176,7 +178,9 @@ def render_anomaly_sample(
         if int(hit.sum()) >= fam.placement.min_pixels:
             break
     else:
-        warnings.warn(f"{fam.name} sample {index} (seed {seed}): anomaly smaller than {fam.placement.min_pixels} px", stacklevel=2)
+        warnings.warn(
+            f"{fam.name} sample {index} (seed {seed}): anomaly smaller than {fam.placement.min_pixels} px", stacklevel=2
+        )
     image = np.where(hit[..., None], image, clean_image)
     ensure_changed(image, clean_image, hit)
     out_labels = clean_labels.copy()

@@ -39,7 +39,9 @@ def _limb(a: np.ndarray, b: np.ndarray, wa: float, wb: float) -> np.ndarray:
     return np.array([a + n * wa / 2, b + n * wb / 2, b - n * wb / 2, a - n * wa / 2])
 
 
-def _pattern(shape: Shape, rng: np.random.Generator, bb: Billboard, cu: float, cv: float, ru: float, rv: float, rgb: RGB) -> None:
+def _pattern(
+    shape: Shape, rng: np.random.Generator, bb: Billboard, cu: float, cv: float, ru: float, rv: float, rgb: RGB
+) -> None:
     """Spots or stripes inside the ellipse centred (cu, cv) with radii (ru, rv)."""
     kind = int(rng.integers(3))
     if kind == 0:
@@ -79,11 +81,18 @@ def quadruped(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y:
     head = neck_a + np.array([0.25 * squash + 0.1, rng.uniform(0.25, 0.7)]) * k
     shape.poly(bb(_limb(neck_a, head, 0.3 * k, 0.16 * k)), fur, A)
     hu, hv = 0.26 * k, 0.14 * k
-    shape.ellipse(bb(head + np.array([0.1 * k, -0.03 * k])), (hu * bb.s, hv * bb.s), fur, A, angle=float(-bb.m * rng.uniform(10, 35)))
+    shape.ellipse(
+        bb(head + np.array([0.1 * k, -0.03 * k])),
+        (hu * bb.s, hv * bb.s),
+        fur,
+        A,
+        angle=float(-bb.m * rng.uniform(10, 35)),
+    )
     if rng.random() < 0.5:
         for du in (-0.06, 0.06):
             base = head + np.array([du * k, 0.08 * k])
-            shape.poly(bb(np.array([base + [-0.05 * k, 0], base + [0.05 * k, 0], base + [rng.uniform(-0.1, 0.1) * k, 0.2 * k]])), dark, A)
+            ear = np.array([base + [-0.05 * k, 0], base + [0.05 * k, 0], base + [rng.uniform(-0.1, 0.1) * k, 0.2 * k]])
+            shape.poly(bb(ear), dark, A)
     else:
         horn = head + np.array([0.0, 0.1 * k])
         pts = np.array([horn, horn + np.array([-0.15, 0.3]) * k, horn + np.array([-0.3, 0.35]) * k])
@@ -113,7 +122,11 @@ def debris_pile(rng: np.random.Generator, cam: Camera, x: float, z: float, base_
         elif u < 0.7:
             angle, length = rng.uniform(-0.6, 0.6), rng.uniform(0.6, 1.8)
             d = np.array([np.cos(angle), np.sin(angle)]) * length / 2
-            shape.poly(bb(_limb(c - d, c + d, 0.12, 0.12)), pick(rng, ((150, 110, 70), (190, 160, 110), (100, 70, 45)), 12.0), A)
+            shape.poly(
+                bb(_limb(c - d, c + d, 0.12, 0.12)),
+                pick(rng, ((150, 110, 70), (190, 160, 110), (100, 70, 45)), 12.0),
+                A,
+            )
         else:
             size = float(rng.uniform(0.2, 0.5))
             shape.poly(bb(c + radial_blob(rng, 14, 0.15) * [size, size * 0.6]), pick(rng, ODD, 15.0), A)
@@ -224,7 +237,8 @@ def cone(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y: floa
     h = float(rng.uniform(0.3, 0.7))
     body = pick(rng, ((240, 100, 20), (230, 200, 30), (60, 120, 220), (230, 230, 225)), 10.0)
     base_w, top_w = float(rng.uniform(0.25, 0.4)), float(rng.uniform(0.04, 0.25))
-    shape.poly(bb(np.array([[-base_w / 2 - 0.05, 0], [base_w / 2 + 0.05, 0], [base_w / 2 + 0.05, 0.04], [-base_w / 2 - 0.05, 0.04]])), scaled(body, 0.5), A)
+    foot = base_w / 2 + 0.05
+    shape.poly(bb(np.array([[-foot, 0], [foot, 0], [foot, 0.04], [-foot, 0.04]])), scaled(body, 0.5), A)
     shape.poly(bb(np.array([[-base_w / 2, 0.04], [base_w / 2, 0.04], [top_w / 2, h], [-top_w / 2, h]])), body, A)
     for f in (0.45, 0.7):
         wa = base_w + (top_w - base_w) * f

@@ -130,7 +130,9 @@ class Shape:
         a = (max(0, int(round(axes[0] * _ONE))), max(0, int(round(axes[1] * _ONE))))
         self.ops.append(Ellipse(c, a, float(angle), color(rgb), label, int(thickness), float(start), float(end)))
 
-    def lines(self, points: np.ndarray, rgb: Sequence[float], label: int, thickness: float = 1.0, closed: bool = False) -> None:
+    def lines(
+        self, points: np.ndarray, rgb: Sequence[float], label: int, thickness: float = 1.0, closed: bool = False
+    ) -> None:
         """A polyline (k, 2) or a batch of polylines (n, k, 2), in float pixels."""
         pts = fixed(points)
         if pts.ndim == 2:

@@ -40,7 +40,9 @@ def skyline_ops(rng: np.random.Generator, cam: Camera) -> list[Op]:
         w = float(rng.uniform(8, 60)) * unit
         if rng.random() < 0.35:
             r = w / 2
-            shape.ellipse((x + r, base - r * 0.3), (r, r * rng.uniform(0.4, 0.9)), pick(rng, PALETTE.vegetation, 8), VEGETATION)
+            shape.ellipse(
+                (x + r, base - r * 0.3), (r, r * rng.uniform(0.4, 0.9)), pick(rng, PALETTE.vegetation, 8), VEGETATION
+            )
         elif rng.random() < 0.75:
             h = float(rng.uniform(4, 32)) * unit
             rect = np.array([[x, base], [x + w, base], [x + w, base - h], [x, base - h]])
@@ -211,7 +213,11 @@ def fence_ops(rng: np.random.Generator, cam: Camera, side: Side, z0: float, z1: 
     for z in posts[:12]:
         w = max(1.0, 0.08 * cam.scale(z))
         a, b = cam.point(x, base, z), cam.point(x, base + h + 0.1, z)
-        shape.poly(np.array([[a[0] - w / 2, a[1]], [a[0] + w / 2, a[1]], [b[0] + w / 2, b[1]], [b[0] - w / 2, b[1]]]), scaled(paint, 0.7), FENCE)
+        shape.poly(
+            np.array([[a[0] - w / 2, a[1]], [a[0] + w / 2, a[1]], [b[0] + w / 2, b[1]], [b[0] - w / 2, b[1]]]),
+            scaled(paint, 0.7),
+            FENCE,
+        )
     return shape.ops
 
 
@@ -222,7 +228,9 @@ def wall_ops(rng: np.random.Generator, cam: Camera, side: Side, z0: float, z1: f
     h = float(rng.uniform(0.7, 2.6))
     stone = pick(rng, PALETTE.wall, 10.0)
     base = SIDEWALK_HEIGHT
-    end = cam.project(np.array([x, x + side.sign * 0.3, x + side.sign * 0.3, x]), np.array([base, base, base + h, base + h]), z0)
+    end = cam.project(
+        np.array([x, x + side.sign * 0.3, x + side.sign * 0.3, x]), np.array([base, base, base + h, base + h]), z0
+    )
     shape.poly(end, scaled(stone, 0.75), WALL)
     shape.poly(vertical_strip(cam, x, base, base + h, z0, z1, 10), stone, WALL)
     shape.poly(vertical_strip(cam, x, base + h - 0.12, base + h, z0, z1, 10), scaled(stone, 1.15), WALL)
@@ -242,7 +250,9 @@ def hedge_ops(rng: np.random.Generator, cam: Camera, side: Side, z0: float, z1: 
     return shape.ops
 
 
-def side_barrier_ops(rng: np.random.Generator, cam: Camera, side: Side, population: PopulationConfig, z_far: float) -> list[Op]:
+def side_barrier_ops(
+    rng: np.random.Generator, cam: Camera, side: Side, population: PopulationConfig, z_far: float
+) -> list[Op]:
     """At most one of fence, wall or hedge along the outer edge of a sidewalk segment."""
     u = rng.random()
     z0 = float(rng.uniform(0.6 * cam.nearest_visible_depth, 25.0))

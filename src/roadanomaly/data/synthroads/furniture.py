@@ -40,7 +40,9 @@ def sign_plate(shape: Shape, rng: np.random.Generator, bb: Billboard, cu: float,
     if kind == 0:  # prohibition: white disc with red ring
         shape.poly(bb(_regular(24, r, cu, cv, 0.0)), RED, TRAFFIC_SIGN)
         shape.poly(bb(_regular(24, r * 0.75, cu, cv, 0.0)), WHITE, TRAFFIC_SIGN)
-        shape.poly(bb(_rect(cu - r * 0.35, cu + r * 0.35, cv - r * 0.12, cv + r * 0.12)), (30.0, 30.0, 30.0), TRAFFIC_SIGN)
+        shape.poly(
+            bb(_rect(cu - r * 0.35, cu + r * 0.35, cv - r * 0.12, cv + r * 0.12)), (30.0, 30.0, 30.0), TRAFFIC_SIGN
+        )
     elif kind == 1:  # mandatory: blue disc with white arrow
         shape.poly(bb(_regular(24, r, cu, cv, 0.0)), BLUE, TRAFFIC_SIGN)
         shape.poly(bb(np.array([[cu, cv + r * 0.6], [cu + r * 0.4, cv], [cu - r * 0.4, cv]])), WHITE, TRAFFIC_SIGN)
@@ -76,7 +78,17 @@ def traffic_light(shape: Shape, rng: np.random.Generator, bb: Billboard, cu: flo
         shape.ellipse(c, (r * bb.s, r * bb.s), rgb, TRAFFIC_LIGHT)
 
 
-def pole_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y: float, road_sign: int, sign_prob: float, light_prob: float, overhead_prob: float) -> Shape:
+def pole_ops(
+    rng: np.random.Generator,
+    cam: Camera,
+    x: float,
+    z: float,
+    base_y: float,
+    road_sign: int,
+    sign_prob: float,
+    light_prob: float,
+    overhead_prob: float,
+) -> Shape:
     """A pole carrying a sign, a traffic light, an overhead arm with a light, or a street lamp.
 
     ``road_sign`` is the direction from the pole towards the road (+1 right, -1 left).
@@ -125,7 +137,9 @@ def tree_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y: 
         return shape
     bark = pick(rng, PALETTE.trunk, 8.0)
     cy = trunk_h + radius * 0.8
-    shape.poly(bb(np.array([[-trunk_w / 2, 0.0], [trunk_w / 2, 0.0], [trunk_w / 4, cy], [-trunk_w / 4, cy]])), bark, VEGETATION)
+    shape.poly(
+        bb(np.array([[-trunk_w / 2, 0.0], [trunk_w / 2, 0.0], [trunk_w / 4, cy], [-trunk_w / 4, cy]])), bark, VEGETATION
+    )
     leaf = pick(rng, PALETTE.vegetation, 10.0)
     n = int(rng.integers(5, 10))
     offsets = rng.normal(0.0, 0.45, size=(n, 2)) * radius

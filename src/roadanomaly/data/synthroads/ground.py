@@ -60,7 +60,9 @@ def _side_ops(shape: Shape, rng: np.random.Generator, cam: Camera, side: Side, z
     shape.poly(vertical_strip(cam, side.x(0.0), 0.0, h, z0, z1, 16), scaled(kerb, 0.8), SIDEWALK)
 
 
-def _dashes(cam: Camera, x: float, width: float, dash: float, gap: float, phase: float, z0: float, z1: float) -> np.ndarray:
+def _dashes(
+    cam: Camera, x: float, width: float, dash: float, gap: float, phase: float, z0: float, z1: float
+) -> np.ndarray:
     starts = np.arange(z0 + phase, z1, dash + gap)
     return quads(cam, x - width / 2, x + width / 2, 0.0, starts, starts + dash)
 
@@ -95,7 +97,9 @@ def ground_ops(rng: np.random.Generator, cam: Camera, street: Street, max_depth:
     z0 = max(0.4, 0.5 * cam.nearest_visible_depth)
     z1 = max_depth
     far_row = cam.point(0.0, 0.0, z1)[1] - 1.0
-    rect = np.array([[-1.0, far_row], [cam.width + 1.0, far_row], [cam.width + 1.0, cam.height + 1.0], [-1.0, cam.height + 1.0]])
+    rect = np.array(
+        [[-1.0, far_row], [cam.width + 1.0, far_row], [cam.width + 1.0, cam.height + 1.0], [-1.0, cam.height + 1.0]]
+    )
     shape.poly(rect, pick(rng, PALETTE.terrain, 10.0), TERRAIN)
     for side in street.sides:
         _side_ops(shape, rng, cam, side, z0, z1)
@@ -105,6 +109,10 @@ def ground_ops(rng: np.random.Generator, cam: Camera, street: Street, max_depth:
         # a patch of darker repaired asphalt
         x = float(rng.uniform(street.road_left, street.road_right - 1.0))
         za = float(rng.uniform(z0 + 1.0, 30.0))
-        shape.poly(strip(cam, x, x + float(rng.uniform(0.8, 3.0)), 0.0, za, za + float(rng.uniform(2, 12)), 6), scaled(road, 0.8), ROAD)
+        shape.poly(
+            strip(cam, x, x + float(rng.uniform(0.8, 3.0)), 0.0, za, za + float(rng.uniform(2, 12)), 6),
+            scaled(road, 0.8),
+            ROAD,
+        )
     _marking_ops(shape, rng, cam, street, z0)
     return shape.ops

@@ -98,7 +98,16 @@ def _paste_one(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, co
     if kind == "patch":
         noise = cv2.GaussianBlur(rng.standard_normal(local.shape).astype(np.float32), (0, 0), max(1.0, r / 6))
         disc = np.zeros_like(local)
-        cv2.ellipse(disc, (int(cx - x0), int(cy - y0)), (int(r), int(r * rng.uniform(0.5, 1.0))), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        cv2.ellipse(
+            disc,
+            (int(cx - x0), int(cy - y0)),
+            (int(r), int(r * rng.uniform(0.5, 1.0))),
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            1,
+            -1,
+        )
         local[(noise > np.quantile(noise, 0.4)) & (disc > 0)] = 1
     else:
         pts = _outline(rng, kind, r) + [cx - x0, cy - y0]

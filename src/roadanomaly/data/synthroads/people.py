@@ -18,7 +18,9 @@ def _limb(a: np.ndarray, b: np.ndarray, width: float) -> np.ndarray:
     return np.array([a + n, b + n, b - n, a - n])
 
 
-def person_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y: float = 0.0, label: int = PERSON) -> Shape:
+def person_ops(
+    rng: np.random.Generator, cam: Camera, x: float, z: float, base_y: float = 0.0, label: int = PERSON
+) -> Shape:
     """A standing or walking person (a child now and then) seen from front, back or side."""
     shape = Shape()
     child = rng.random() < 0.12
@@ -36,10 +38,16 @@ def person_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y
         foot = np.array([sgn * (stride if profile else 0.06 + stride), 0.0])
         hip_pt = np.array([sgn * (0.02 if profile else 0.075), hip])
         shape.poly(_limb(bb(hip_pt), bb(foot), max(leg_w, 1.0)), scaled(legs, 0.9 if sgn < 0 else 1.0), label)
-        shape.poly(_limb(bb(foot), bb(foot + [0.1 * bb.m if profile else 0.0, 0.0]), max(0.05 * bb.s, 1.0)), (30.0, 28.0, 26.0), label)
+        shape.poly(
+            _limb(bb(foot), bb(foot + [0.1 * bb.m if profile else 0.0, 0.0]), max(0.05 * bb.s, 1.0)),
+            (30.0, 28.0, 26.0),
+            label,
+        )
     coat = rng.random() < 0.25
     low = hip - (0.18 * h if coat else 0.0)
-    shape.poly(bb(np.array([[-half * 2, shoulder], [half * 2, shoulder], [half * 1.6, low], [-half * 1.6, low]])), top, label)
+    shape.poly(
+        bb(np.array([[-half * 2, shoulder], [half * 2, shoulder], [half * 1.6, low], [-half * 1.6, low]])), top, label
+    )
     arm_w = max(0.08 * h / 1.75 * bb.s, 1.0)
     for sgn in (-1.0, 1.0):
         swing = float(rng.uniform(-0.12, 0.12)) if profile else 0.0
@@ -51,7 +59,8 @@ def person_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y
     if rng.random() < 0.3:
         bag = pick(rng, PALETTE.clothes, 10.0)
         side = -1.0 if profile else 1.0
-        shape.poly(bb(np.array([[side * half * 2.2, 0.75 * h], [side * half * 3.2, 0.75 * h], [side * half * 3.2, 0.55 * h], [side * half * 2.2, 0.55 * h]])), bag, label)
+        u0, u1 = side * half * 2.2, side * half * 3.2
+        shape.poly(bb(np.array([[u0, 0.75 * h], [u1, 0.75 * h], [u1, 0.55 * h], [u0, 0.55 * h]])), bag, label)
     neck = bb(np.array([0.0, shoulder + 0.02]))
     head = bb(np.array([0.0, 0.92 * h]))
     r = 0.065 * h * bb.s
@@ -61,13 +70,25 @@ def person_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, base_y
     return shape
 
 
-def _bike_frame(cam: Camera, x: float, z: float, heading: np.ndarray, points: np.ndarray, base_y: float = 0.0) -> np.ndarray:
+def _bike_frame(
+    cam: Camera, x: float, z: float, heading: np.ndarray, points: np.ndarray, base_y: float = 0.0
+) -> np.ndarray:
     """Project bike-local points (a along the heading, v up) placed at ground point (x, z)."""
     return cam.project(x + points[..., 0] * heading[0], points[..., 1] + base_y, z + points[..., 0] * heading[1])
 
 
 def _wheel(
-    shape: Shape, cam: Camera, x: float, z: float, heading: np.ndarray, a: float, r: float, rim: RGB, label: int, solid: bool, base_y: float = 0.0
+    shape: Shape,
+    cam: Camera,
+    x: float,
+    z: float,
+    heading: np.ndarray,
+    a: float,
+    r: float,
+    rim: RGB,
+    label: int,
+    solid: bool,
+    base_y: float = 0.0,
 ) -> None:
     c = _bike_frame(cam, x, z, heading, np.array([a, r]), base_y)
     e = _bike_frame(cam, x, z, heading, np.array([a + r, r]), base_y)
@@ -82,7 +103,16 @@ def _wheel(
         shape.ellipse(c, (rx, ry), rim, label, thickness=thick)
 
 
-def _rider(shape: Shape, rng: np.random.Generator, cam: Camera, seat: np.ndarray, bars: np.ndarray, pedal: np.ndarray, s: float, helmet: bool) -> None:
+def _rider(
+    shape: Shape,
+    rng: np.random.Generator,
+    cam: Camera,
+    seat: np.ndarray,
+    bars: np.ndarray,
+    pedal: np.ndarray,
+    s: float,
+    helmet: bool,
+) -> None:
     """A person sitting on the saddle, hands on the bars, feet on the pedals (label rider)."""
     top = pick(rng, PALETTE.clothes, 12.0)
     legs = pick(rng, PALETTE.trousers, 8.0)
@@ -100,17 +130,23 @@ def _rider(shape: Shape, rng: np.random.Generator, cam: Camera, seat: np.ndarray
     r = 0.12 * s
     shape.ellipse(head, (r * 0.85, r), skin, RIDER)
     cap = pick(rng, PALETTE.bike, 10.0) if helmet else pick(rng, PALETTE.hair, 8.0)
-    shape.ellipse(head, (r * (1.05 if helmet else 0.9), r * (1.1 if helmet else 1.05)), cap, RIDER, start=180.0, end=360.0)
+    shape.ellipse(
+        head, (r * (1.05 if helmet else 0.9), r * (1.1 if helmet else 1.05)), cap, RIDER, start=180.0, end=360.0
+    )
     if helmet:
         shape.ellipse(head, (r * 1.0, r * 1.05), cap, RIDER, start=-20.0, end=200.0)
 
 
-def bicycle_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, heading: np.ndarray, ridden: bool, base_y: float = 0.0) -> Shape:
+def bicycle_ops(
+    rng: np.random.Generator, cam: Camera, x: float, z: float, heading: np.ndarray, ridden: bool, base_y: float = 0.0
+) -> Shape:
     """A bicycle (side view when crossing, narrow when riding along); optionally with its rider."""
     shape = Shape()
     paint = pick(rng, PALETTE.bike, 10.0)
     r = 0.34
-    pts = np.array([[-0.53, r], [-0.12, 0.86], [0.0, 0.3], [0.42, 0.84], [0.53, r], [0.38, 1.0], [-0.17, 0.92], [-0.02, 0.92]])
+    pts = np.array(
+        [[-0.53, r], [-0.12, 0.86], [0.0, 0.3], [0.42, 0.84], [0.53, r], [0.38, 1.0], [-0.17, 0.92], [-0.02, 0.92]]
+    )
     p = _bike_frame(cam, x, z, heading, pts, base_y)
     s = cam.scale(z)
     thick = max(1, int(round(0.045 * s)))
@@ -125,14 +161,18 @@ def bicycle_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, headi
     return shape
 
 
-def motorcycle_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, heading: np.ndarray, ridden: bool) -> Shape:
+def motorcycle_ops(
+    rng: np.random.Generator, cam: Camera, x: float, z: float, heading: np.ndarray, ridden: bool
+) -> Shape:
     """A motorcycle or scooter with an optional helmeted rider."""
     shape = Shape()
     paint = pick(rng, PALETTE.car, 12.0)
     r = 0.31
     for a in (-0.7, 0.7):
         _wheel(shape, cam, x, z, heading, a, r, TYRE, MOTORCYCLE, solid=True)
-    hull = np.array([[-0.75, 0.5], [-0.85, 0.8], [-0.15, 0.82], [0.25, 1.0], [0.55, 0.92], [0.45, 0.45], [0.0, 0.28], [-0.45, 0.35]])
+    hull = np.array(
+        [[-0.75, 0.5], [-0.85, 0.8], [-0.15, 0.82], [0.25, 1.0], [0.55, 0.92], [0.45, 0.45], [0.0, 0.28], [-0.45, 0.35]]
+    )
     p = _bike_frame(cam, x, z, heading, hull)
     shape.poly(p, paint, MOTORCYCLE)
     engine = _bike_frame(cam, x, z, heading, np.array([[-0.25, 0.3], [0.25, 0.3], [0.3, 0.6], [-0.2, 0.62]]))

@@ -171,7 +171,17 @@ class _Planner:
             z = float(rng.uniform(0.8, 3.0)) * self.z_near
             while z < pop.max_object_depth:
                 x = side.x(side.sidewalk_start + 0.35)
-                shape = pole_ops(rng, self.cam, x, z, SIDEWALK_HEIGHT, -side.sign, pop.sign_prob, pop.traffic_light_prob, pop.overhead_light_prob)
+                shape = pole_ops(
+                    rng,
+                    self.cam,
+                    x,
+                    z,
+                    SIDEWALK_HEIGHT,
+                    -side.sign,
+                    pop.sign_prob,
+                    pop.traffic_light_prob,
+                    pop.overhead_light_prob,
+                )
                 self.add(x, z, shape)
                 z += float(rng.uniform(*pop.pole_spacing))
 
@@ -304,7 +314,9 @@ def scene_plan(seed: int, split: str, index: int, config: SceneConfig | None = N
     return plan_scene(image_generators(seed, split, index)[0], config)
 
 
-def render_scene(seed: int, split: str, index: int, config: SceneConfig | None = None, size: tuple[int, int] | None = None) -> SceneSample:
+def render_scene(
+    seed: int, split: str, index: int, config: SceneConfig | None = None, size: tuple[int, int] | None = None
+) -> SceneSample:
     """Render inlier image ``index`` of ``split`` (train ids, 255 = void); deterministic per arguments."""
     config = (config or SceneConfig()).with_size(size)
     image, labels = render_plan(scene_plan(seed, split, index, config))

@@ -85,7 +85,9 @@ def noise_bank(height: int, width: int) -> NoiseBank:
     leafy = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 1.1)
     scale = max(height, width) / 512.0
     blotch = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 6.0 * scale)
-    blotch = _unit(blotch) + 0.7 * _unit(cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 22.0 * scale))
+    blotch = _unit(blotch) + 0.7 * _unit(
+        cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), 22.0 * scale)
+    )
     ys = (np.arange(height, dtype=np.float32) - height / 2) / (height / 2)
     xs = (np.arange(width, dtype=np.float32) - width / 2) / (width / 2)
     vignette = (ys[:, None] ** 2 + xs[None, :] ** 2) / 2.0
@@ -132,7 +134,9 @@ def _default_luts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _DEFAULT_TEXTURES.luts()
 
 
-def finish(base: np.ndarray, labels: np.ndarray, photometry: Photometry, textures: TextureConfig | None = None) -> np.ndarray:
+def finish(
+    base: np.ndarray, labels: np.ndarray, photometry: Photometry, textures: TextureConfig | None = None
+) -> np.ndarray:
     """Texture, light and blur a drawn base image; returns the final uint8 RGB image.
 
     Per pixel and channel: ``((base * blotch + grain - pivot) * contrast + pivot) * light * gain``,

@@ -36,14 +36,29 @@ def _face(cam: Camera, xs: tuple, ys: tuple, zs: tuple) -> np.ndarray:
     return cam.project(np.array(xs), np.array(ys), np.array(zs))
 
 
-def near_face(cam: Camera, b: Box, y0: float | None = None, y1: float | None = None, x0: float | None = None, x1: float | None = None) -> np.ndarray:
+def near_face(
+    cam: Camera,
+    b: Box,
+    y0: float | None = None,
+    y1: float | None = None,
+    x0: float | None = None,
+    x1: float | None = None,
+) -> np.ndarray:
     """The face of ``b`` towards the camera, optionally restricted in height and width."""
     ya, yb = b.y0 if y0 is None else y0, b.y1 if y1 is None else y1
     xa, xb = b.x0 if x0 is None else x0, b.x1 if x1 is None else x1
     return _face(cam, (xa, xb, xb, xa), (ya, ya, yb, yb), (b.z0,) * 4)
 
 
-def side_face(cam: Camera, b: Box, x: float, y0: float | None = None, y1: float | None = None, z0: float | None = None, z1: float | None = None) -> np.ndarray:
+def side_face(
+    cam: Camera,
+    b: Box,
+    x: float,
+    y0: float | None = None,
+    y1: float | None = None,
+    z0: float | None = None,
+    z1: float | None = None,
+) -> np.ndarray:
     """A face at lateral ``x`` spanning the box's depth, optionally restricted."""
     ya, yb = b.y0 if y0 is None else y0, b.y1 if y1 is None else y1
     za, zb = b.z0 if z0 is None else z0, b.z1 if z1 is None else z1
@@ -129,7 +144,11 @@ def car_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, facing: b
     solid_box(shape, cam, cabin, paint, CAR)
     side = visible_side(cam, cabin)
     if side is not None:
-        shape.poly(side_face(cam, cabin, side, y0=cabin.y0 + 0.06, y1=cabin.y1 - 0.07, z0=cabin.z0 + 0.15, z1=cabin.z1 - 0.1), glass, CAR)
+        shape.poly(
+            side_face(cam, cabin, side, y0=cabin.y0 + 0.06, y1=cabin.y1 - 0.07, z0=cabin.z0 + 0.15, z1=cabin.z1 - 0.1),
+            glass,
+            CAR,
+        )
     window = cabin.inset(dx=0.1)
     shape.poly(near_face(cam, window, y0=cabin.y0 + 0.05, y1=cabin.y1 - 0.07), scaled(glass, 1.15), CAR)
     _lights(shape, cam, body, facing, body.y1 - 0.3, CAR)
@@ -166,7 +185,9 @@ def truck_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, facing:
     return shape, footprint_shadow(cam, Box(x0, x1, 0.0, 1.0, z, z + total))
 
 
-def bus_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, facing: bool, tram: bool = False) -> tuple[Shape, Shadow]:
+def bus_ops(
+    rng: np.random.Generator, cam: Camera, x: float, z: float, facing: bool, tram: bool = False
+) -> tuple[Shape, Shadow]:
     """A city bus (or, with ``tram``, a tram labelled train) with a band of side windows."""
     shape = Shape()
     label = TRAIN if tram else BUS
@@ -179,10 +200,17 @@ def bus_ops(rng: np.random.Generator, cam: Camera, x: float, z: float, facing: b
     solid_box(shape, cam, body, paint, label)
     side = visible_side(cam, body)
     if side is not None:
-        shape.poly(side_face(cam, body, side, y0=1.15, y1=body.y1 - 0.35, z0=z + 0.6, z1=z + length - 0.6), glass, label)
+        shape.poly(
+            side_face(cam, body, side, y0=1.15, y1=body.y1 - 0.35, z0=z + 0.6, z1=z + length - 0.6), glass, label
+        )
         pillars = np.arange(z + 2.0, z + length - 1.0, float(rng.uniform(1.4, 2.2)))
         if pillars.size:
-            shape.lines(np.stack([cam.project(side, 1.15, pillars), cam.project(side, body.y1 - 0.35, pillars)], axis=1), paint, label, 1)
+            shape.lines(
+                np.stack([cam.project(side, 1.15, pillars), cam.project(side, body.y1 - 0.35, pillars)], axis=1),
+                paint,
+                label,
+                1,
+            )
         side_wheels(shape, cam, body, [z + 2.5, z + length - 3.0], 0.45, label)
     shape.poly(near_face(cam, body.inset(dx=0.12), y0=1.2 if facing else 1.6, y1=body.y1 - 0.25), glass, label)
     _lights(shape, cam, body, facing, 0.75, label)

@@ -161,7 +161,13 @@ def write_cityscapes(
         for city in {cityscapes_name(split, i)[0] for i in range(min(count, len(CITIES.get(split, "x"))))}:
             (root / "leftImg8bit" / split / city).mkdir(parents=True, exist_ok=True)
             (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
-        _run(_CityscapesJob(str(root), split, seed, config), count, f"cityscapes/{split}", progress, _resolve_workers(workers))
+        _run(
+            _CityscapesJob(str(root), split, seed, config),
+            count,
+            f"cityscapes/{split}",
+            progress,
+            _resolve_workers(workers),
+        )
     return root
 
 
@@ -222,10 +228,16 @@ def generate_synthroads(
     """
     root = Path(root)
     counts = {"train": train, "val": val, "SynthAnomaly": anomaly, "SynthObstacle": obstacle}
-    cityscapes = write_cityscapes(root / "cityscapes", {"train": train, "val": val}, size, seed, progress=progress, workers=workers)
+    cityscapes = write_cityscapes(
+        root / "cityscapes", {"train": train, "val": val}, size, seed, progress=progress, workers=workers
+    )
     bundle = root / "bundle"
-    anomaly_dir = write_anomaly_bundle(bundle, "SynthAnomaly", "SynthAnomaly", anomaly, size, seed, progress=progress, workers=workers)
-    obstacle_dir = write_anomaly_bundle(bundle, "SynthObstacle", "SynthObstacle", obstacle, size, seed, progress=progress, workers=workers)
+    anomaly_dir = write_anomaly_bundle(
+        bundle, "SynthAnomaly", "SynthAnomaly", anomaly, size, seed, progress=progress, workers=workers
+    )
+    obstacle_dir = write_anomaly_bundle(
+        bundle, "SynthObstacle", "SynthObstacle", obstacle, size, seed, progress=progress, workers=workers
+    )
     paths = SynthRoadsPaths(root, cityscapes, bundle, anomaly_dir, obstacle_dir, counts)
     manifest = {"generator": "roadanomaly.data.synthroads", "seed": seed, "size": list(size), "counts": counts}
     manifest["paths"] = {k: str(v) for k, v in asdict(paths).items() if isinstance(v, Path)}
