@@ -14,16 +14,22 @@ path's outputs are compared with eager (max abs diff of mask logits and of class
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from contextlib import contextmanager, nullcontext
 from typing import Callable
 
-import torch
-from torch import Tensor
+# Inductor's on-disk caches keyed an fp16-autocast graph like the bf16 one (torch 2.11, CUDA) and served the bf16
+# kernels to the fp16 path; every compiled path here is compiled afresh.
+os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "0")
+os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "0")
 
-from roadanomaly.models.eomt import EoMT, EoMTConfig
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from roadanomaly.models.eomt import EoMT, EoMTConfig  # noqa: E402
 
 Outputs = tuple[Tensor, Tensor]
 
@@ -32,19 +38,16 @@ def class_scores(mask_logits: Tensor, class_logits: Tensor) -> Tensor:
     return torch.einsum("bqhw,bqc->bchw", mask_logits.sigmoid(), class_logits.softmax(-1)[..., :-1])
 
 
-class Forward(torch.nn.Module):
-    """Images -> (final mask logits, class scores), with autocast inside so that torch.compile traces it."""
+def forward_fn(model: EoMT, dtype: torch.dtype | None) -> Callable[[Tensor], Outputs]:
+    """Images -> (final mask logits, class scores), autocast inside so that torch.compile traces it."""
 
-    def __init__(self, model: EoMT, dtype: torch.dtype | None) -> None:
-        super().__init__()
-        self.model, self.dtype = model, dtype
-
-    def forward(self, x: Tensor) -> Outputs:
-        device = x.device.type
-        with torch.autocast(device, dtype=self.dtype) if self.dtype is not None else nullcontext():
-            out = self.model.forward_all(x)
+    def forward(x: Tensor) -> Outputs:
+        with torch.autocast(x.device.type, dtype=dtype) if dtype is not None else nullcontext():
+            out = model.forward_all(x)
         mask_logits, class_logits = out.mask_logits[-1].float(), out.class_logits[-1].float()
         return mask_logits, class_scores(mask_logits, class_logits)
+
+    return forward
 
 
 @contextmanager
@@ -59,7 +62,7 @@ def tf32(enabled: bool):
 
 
 def make_path(model: EoMT, dtype: torch.dtype | None, compiled: bool, inference: bool, use_tf32: bool) -> Callable:
-    fn = Forward(model, dtype)
+    fn = forward_fn(model, dtype)
     if compiled:
         fn = torch.compile(fn)
     grad = torch.inference_mode if inference else torch.no_grad
