@@ -162,6 +162,34 @@ def test_roadanomaly_folder_round_trip(tmp_path):
     assert load_eomt(tmp_path / "hf").config.class_names == ("a", "b", "c", "d")
 
 
+def test_bare_state_dicts_and_other_folder_files(tmp_path):
+    model = load_eomt(save_official(tmp_path / "eomt.bin", official_state_dict(T)))
+    x = images()
+    expected = ours(model, x)
+    # our names in a plain .pt, pixel statistics left out (ImageNet then)
+    sd = {k: v for k, v in model.state_dict().items() if not k.startswith("pixel_")}
+    torch.save(sd, tmp_path / "ours.pt")
+    model2, layout = load_eomt_checkpoint(tmp_path / "ours.pt")
+    assert layout == "roadanomaly" and model2.config == model.config
+    assert_same(ours(model2, x), expected, tol=0)
+    # an HF folder holding pytorch_model.bin, and one with sharded safetensors
+    save_eomt(model, tmp_path / "hf", "hf")
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    torch.save(weights, tmp_path / "hf" / "pytorch_model.bin")
+    assert_same(ours(load_eomt(tmp_path / "hf"), x), expected, tol=0)
+    (tmp_path / "hf" / "pytorch_model.bin").unlink()
+    keys = sorted(weights)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for name, part in shards.items():
+        save_file({k: weights[k] for k in part}, str(tmp_path / "hf" / name))
+    index = {"weight_map": {k: name for name, part in shards.items() for k in part}}
+    (tmp_path / "hf" / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert_same(ours(load_eomt(tmp_path / "hf"), x), expected, tol=0)
+
+
 def test_no_registers_and_class_position(tmp_path):
     t = Tiny(registers=0)
     sd = official_state_dict(t)

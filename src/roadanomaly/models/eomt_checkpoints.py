@@ -143,6 +143,22 @@ def detect_layout(path: str | Path, trust_pickle: bool = False) -> str:
     return _read_any(Path(path), trust_pickle)[0]
 
 
+def _read_folder_weights(folder: Path) -> StateDict:
+    """``model.safetensors``, its shards (``model.safetensors.index.json``) or an older ``pytorch_model.bin``."""
+    if (folder / WEIGHTS_FILE).is_file():
+        return read_state_dict(folder / WEIGHTS_FILE)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = _read_json(index).get("weight_map", {})
+        sd: StateDict = {}
+        for shard in sorted(set(weight_map.values())):
+            sd.update(read_state_dict(folder / shard))
+        return sd
+    if (folder / "pytorch_model.bin").is_file():
+        return read_state_dict(folder / "pytorch_model.bin")
+    raise UserError(folder, f"folder has no {WEIGHTS_FILE}")
+
+
 def _read_any(path: Path, trust_pickle: bool) -> tuple[str, StateDict, dict[str, Any], Path]:
     """(layout, state dict, folder metadata, weights file) for a file or a folder."""
     if path.is_dir():
@@ -159,9 +175,7 @@ def _read_any(path: Path, trust_pickle: bool) -> tuple[str, StateDict, dict[str,
             meta = {"config": meta, "preprocessor": _read_json(pre) if pre.is_file() else {}}
         else:
             raise UserError(config_path, "neither an EoMT Hugging Face config (model_type 'eomt') nor ours")
-        if not weights.is_file():
-            raise UserError(path, f"folder has no {WEIGHTS_FILE}")
-        return layout, read_state_dict(weights), meta, weights
+        return layout, _read_folder_weights(path), meta, path / WEIGHTS_FILE
     sd = read_state_dict(path, trust_pickle)
     layout = _layout_of_keys(sd)
     if layout is None:
@@ -615,16 +629,19 @@ def load_eomt_checkpoint(
         options = dict(dinov2 or {}) | ({} if img_size is None else {"img_size": img_size})
         return init_from_dinov2(path, heads=heads, trust_pickle=trust_pickle, **options), layout
     if layout == "roadanomaly":
-        try:
-            config = EoMTConfig.from_dict(meta.get("config", {}))
-        except (TypeError, ValueError) as error:
-            raise UserError(path / "config.json", f"bad EoMT config: {error}") from None
         ours = dict(raw)
+        if meta:
+            try:
+                config = EoMTConfig.from_dict(meta.get("config", {}))
+            except (TypeError, ValueError) as error:
+                raise UserError(path / "config.json", f"bad EoMT config: {error}") from None
+        else:  # a bare state dict in our names
+            config = infer_config(ours, where, img_size, heads)
     elif layout == "hf":
         pre = meta.get("preprocessor", {})
         scale = float(pre.get("rescale_factor", 1 / 255)) if pre.get("do_rescale", True) else 1.0
-        mean = torch.tensor(pre["image_mean"]) / scale if "image_mean" in pre else None
-        std = torch.tensor(pre["image_std"]) / scale if "image_std" in pre else None
+        mean = torch.tensor(pre["image_mean"], dtype=torch.float64) / scale if "image_mean" in pre else None
+        std = torch.tensor(pre["image_std"], dtype=torch.float64) / scale if "image_std" in pre else None
         ours = hf_to_ours(raw, mean, std)
         if meta:
             config = config_from_hf(meta["config"], path / "config.json")
@@ -643,10 +660,13 @@ def load_eomt_checkpoint(
     expected = {k: s for k, s in expected.items() if not k.startswith("criterion.")}
     if layout == "official":
         found = {(k if k.startswith("network.") else "network." + k): v for k, v in found.items()}
+    prefix = {"official": "network.encoder.", "roadanomaly": ""}.get(layout)
+    if prefix is not None:
         for key in ("pixel_mean", "pixel_std"):  # optional: ImageNet when absent
-            if f"network.encoder.{key}" not in found:
-                expected.pop(f"network.encoder.{key}", None)
+            if prefix + key not in found:
+                expected.pop(prefix + key, None)
                 ours[key] = getattr(model, key).clone()
+    if layout == "official":
         if "network.encoder.backbone.pos_embed" in found and "encoder.pos_embed" in ours:
             found["network.encoder.backbone.pos_embed"] = ours["encoder.pos_embed"]  # class position folded
             found["network.encoder.backbone.cls_token"] = ours["encoder.cls_token"]
@@ -692,7 +712,7 @@ def save_eomt(model: EoMT, dst: str | Path, layout: str = "roadanomaly") -> Path
         dst.mkdir(parents=True, exist_ok=True)
         _save_safetensors(ours_to_hf(sd, config), dst / WEIGHTS_FILE)
         (dst / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-        mean, std = (sd["pixel_mean"].flatten() / 255).tolist(), (sd["pixel_std"].flatten() / 255).tolist()
+        mean, std = ((sd[k].double().flatten() / 255).tolist() for k in ("pixel_mean", "pixel_std"))
         pre = {
             "image_processor_type": "EomtImageProcessor",
             "do_rescale": True,
