@@ -113,6 +113,24 @@ def test_masked_attention_changes_output():
         torch.testing.assert_close(tiny_model(probs=1.0).forward_all(x).mask_logits[-1], on.mask_logits[-1])
 
 
+def test_flipped_mask_changes_output(monkeypatch):
+    model, x = tiny_model(), images()
+    with torch.no_grad():
+        masked = model.forward_all(x, masked_attn=True).mask_logits[-1]
+    make_mask = model._attn_mask
+
+    def flipped(*args, **kwargs):
+        mask = make_mask(*args, **kwargs)
+        start = model.num_q + model.encoder.num_prefix_tokens
+        mask[:, :, : model.num_q, start:] = ~mask[:, :, : model.num_q, start:]
+        return mask
+
+    monkeypatch.setattr(model, "_attn_mask", flipped)
+    with torch.no_grad():
+        flipped_out = model.forward_all(x, masked_attn=True).mask_logits[-1]
+    assert (flipped_out - masked).abs().max() > 1e-3
+
+
 def test_all_allowed_mask_equals_no_mask():
     torch.manual_seed(0)
     block, tokens = Block(32, 2), torch.randn(2, 30, 32)
