@@ -64,6 +64,12 @@ def ensure_synthroads(workdir: Path, config: DemoConfig, regenerate: bool, progr
         return root
     total = config.train_images + config.val_images + config.anomaly_images + config.obstacle_images
     print(f"[1/4] generating SynthRoads in {root} ({total} images at {config.size[0]}x{config.size[1]})")
+    finished: dict[str, int] = {}
+
+    def advance(stage: str, done: int, count: int) -> None:
+        bar.update(done - finished.get(stage, 0))
+        finished[stage] = done
+
     with tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True) as bar:
         generate_synthroads(
             root,
@@ -73,7 +79,7 @@ def ensure_synthroads(workdir: Path, config: DemoConfig, regenerate: bool, progr
             obstacle=config.obstacle_images,
             size=config.size,
             seed=config.seed,
-            progress=lambda done=1: bar.update(done),
+            progress=advance,
         )
     stamp.write_text(json.dumps(config.data_key()))
     return root
