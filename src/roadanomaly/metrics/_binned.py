@@ -8,10 +8,10 @@ from torch import Tensor
 from roadanomaly.metrics._curves import curve_metrics
 from roadanomaly.metrics._distributed import all_reduce_sum_
 from roadanomaly.metrics._float_bins import check_bits, float_bins, zero_bin
+from roadanomaly.metrics._inputs import STEP
 
-#: Pixels processed per step: the scratch tensors (1 MiB each) stay in cache, and their size does not depend on
-#: the size of an update. Measured on 2 cores: 2**18 beats both 2**15 and a whole 1024x2048 image per step.
-SLICE = 1 << 18
+#: Pixels processed per step (see ``_inputs.STEP``); also bounds the scratch memory whatever the size of an update.
+SLICE = STEP
 
 
 class BinnedState:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -28,20 +30,27 @@ def curve_metrics(positives: Tensor, negatives: Tensor) -> dict[str, float | int
             "(AP, FPR95 and AUROC need both classes)"
         )
 
-    # Average precision: sum over thresholds of (R_n - R_{n-1}) * P_n; thresholds without positives add 0.
-    has_pos = positives > 0
-    tp_at = tps[has_pos].double()
-    precision = tp_at / (tp_at + fps[has_pos].double())
-    auprc = float(torch.sum(positives[has_pos].double() / num_pos * precision))
+    # Average precision: sum over thresholds of (R_n - R_{n-1}) * P_n. Every entry holds pixels, so
+    # tps + fps > 0; entries without positives add 0.
+    tps_f, pos_f = tps.double(), positives.double()
+    auprc = float(torch.dot(pos_f, tps_f / (tps + fps).double())) / num_pos
 
-    # FPR at the first threshold (high to low) whose TPR reaches 95%; TPR computed as scikit-learn does.
-    tpr = tps.double() / num_pos
-    first = int(torch.nonzero(tpr >= TPR_TARGET)[0, 0])
-    fpr95 = float(fps[first].double() / num_neg)
+    # FPR at the first threshold (high to low) whose TPR (tps / num_pos, in float64 as scikit-learn) reaches 95%.
+    first = int(torch.searchsorted(tps, _min_count_reaching(TPR_TARGET, num_pos)))
+    fpr95 = float(fps[first]) / num_neg
 
     # Trapezoidal AUROC: each negative counts the positives ranked above it, plus half of those tied with it.
-    tps_before = tps - positives
-    twice_area = torch.sum(negatives.double() * (2 * tps_before + positives).double())
-    auroc = float(twice_area / (2.0 * num_pos * num_neg))
+    twice_area = float(torch.dot(negatives.double(), 2.0 * tps_f - pos_f))
+    auroc = twice_area / (2.0 * num_pos * num_neg)
 
     return {"auprc": auprc, "fpr95": fpr95, "auroc": auroc, "pixels": pixels, "anomaly_pixels": num_pos}
+
+
+def _min_count_reaching(rate: float, total: int) -> int:
+    """The smallest integer ``k`` with ``k / total >= rate`` evaluated in float64 (``0 < rate <= 1``)."""
+    k = max(0, min(total, math.ceil(rate * total)))
+    while k > 0 and (k - 1) / total >= rate:
+        k -= 1
+    while k / total < rate:
+        k += 1
+    return k

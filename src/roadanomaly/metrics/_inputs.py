@@ -17,6 +17,17 @@ VOID = 255
 
 _MAX_LISTED = 10
 
+#: Pixels per step of the per-pixel passes. torch runs an element-wise op on at most this many elements (its
+#: parallel grain size) on the calling thread, without an OpenMP parallel region. On a busy machine (data-loader
+#: workers, other jobs) every parallel region can wait a whole scheduler time slice for its threads: with larger
+#: steps, 50 M pixels took 4-18 s instead of 0.7-2.3 s on 2 busy cores. The steps' buffers also stay in L1/L2.
+STEP = 1 << 15
+
+
+def steps(n: int) -> range:
+    """Start offsets of the steps over ``n`` elements."""
+    return range(0, n, STEP)
+
 
 def as_cpu_tensor(x: ArrayLike, name: str) -> Tensor:
     """Return ``x`` as a CPU tensor of the same shape, sharing memory when possible (numpy arrays are not copied)."""
@@ -54,8 +65,9 @@ def check_no_nan(scores: Tensor) -> None:
     """Raise ``ValueError`` if any score is NaN."""
     if not scores.is_floating_point() or scores.numel() == 0:
         return
-    # One pass, no temporary: the sum is NaN iff there is a NaN (or both +inf and -inf: then look closer).
-    if not bool(torch.isnan(torch.sum(scores))):
+    # One pass, no temporary: a sum is NaN iff there is a NaN (or both +inf and -inf: then look closer).
+    sums = torch.stack([torch.sum(scores[i : i + STEP]) for i in steps(scores.numel())])
+    if not bool(torch.isnan(sums).any()):
         return
     count = int(torch.isnan(scores).sum())
     if count:
@@ -84,9 +96,11 @@ def anomaly_labels_as_uint8(labels: Tensor) -> tuple[Tensor, bool]:
         return labels.to(torch.uint8), False
     if labels.dtype == torch.uint8:
         # Read as int8, the valid values 0, 1 and 255 are exactly those in [-1, 1]: one pass, no temporary.
-        low, high = torch.aminmax(labels.view(torch.int8))
-        if int(low) >= -1 and int(high) <= 1:
-            return labels, int(low) == -1
+        as_int8 = labels.view(torch.int8)
+        ranges = torch.stack([torch.stack(torch.aminmax(as_int8[i : i + STEP])) for i in steps(labels.numel())])
+        low, high = int(ranges[:, 0].min()), int(ranges[:, 1].max())
+        if low >= -1 and high <= 1:
+            return labels, low == -1
     bad = (labels != IN_DISTRIBUTION) & (labels != ANOMALY) & (labels != VOID)
     if bool(bad.any()):
         raise ValueError(
