@@ -123,3 +123,33 @@ def test_bad_input_messages(tmp_path, setup, expected):
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_eomt_official_checkpoint_through_the_cli(tmp_path):
+    from eomt_fixtures import Tiny, official_state_dict
+    from roadanomaly.inference import load_predictor
+
+    tiny = Tiny(classes=19)
+    torch.save(official_state_dict(tiny), tmp_path / "eomt.bin")
+    bundle = make_bundle(tmp_path / "bundle", size=(32, 48), images=2)
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--model", "eomt", "--weights", str(tmp_path / "eomt.bin"), "--data", str(bundle),
+                 "--datasets", "RoadAnomaly21", "--metric-mode", "exact", "--output", str(out), "--quiet",
+                 "--workers", "0"]) == 0
+    document = json.loads(out.read_text())
+    assert document["model"]["name"] == "eomt"
+    rows = {r["method"]: r for r in document["results"]}
+    assert set(rows) == {"msp", "maxlogit", "entropy", "rba", "noobject"}
+    # independent scoring: numpy formulas on the predictor's class scores, sklearn metrics
+    predictor = load_predictor("eomt", tmp_path / "eomt.bin")
+    rba, labels = [], []
+    for image_path in sorted((bundle / "RoadAnomaly21" / "images").iterdir()):
+        image = torch.from_numpy(np.asarray(Image.open(image_path).convert("RGB"))).permute(2, 0, 1)[None]
+        mask = np.asarray(Image.open(bundle / "RoadAnomaly21" / "labels_masks" / f"{image_path.stem}.png"))
+        p = predictor(image).class_scores[0].double().numpy()
+        valid = mask != 255
+        rba.append(-np.tanh(p).sum(0)[valid])
+        labels.append(mask[valid] == 1)
+    s, y = np.concatenate(rba), np.concatenate(labels)
+    assert rows["rba"]["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-4)
+    assert rows["rba"]["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-4)
