@@ -379,6 +379,8 @@ def test_numpy_torch_and_dtypes_agree():
         (scores.reshape(100, 100), labels.reshape(100, 100)),
         (np.asfortranarray(scores.reshape(100, 100)), np.asfortranarray(labels.reshape(100, 100))),
         (torch.from_numpy(scores.reshape(100, 100)).t(), torch.from_numpy(labels.reshape(100, 100)).t()),
+        (scores.astype(">f4"), labels),  # big-endian
+        (np.broadcast_to(scores, (1, scores.size)), labels.reshape(1, -1)),  # read-only view
     ]
     for s, y in variants:
         assert anomaly_metrics(s, y, "binned") == reference

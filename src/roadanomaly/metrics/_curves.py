@@ -14,7 +14,7 @@ TPR_TARGET = 0.95
 def curve_metrics(positives: Tensor, negatives: Tensor) -> dict[str, float | int]:
     """Metrics from int64 counts of positives/negatives per distinct threshold, ordered from the highest score down.
 
-    Each entry is one threshold (a group of tied scores); entries with no pixels are allowed and ignored.
+    Each entry is one threshold (a group of tied scores) and must hold at least one pixel.
     Returns ``auprc``, ``fpr95``, ``auroc``, ``pixels`` and ``anomaly_pixels``; raises ``ValueError`` when
     there are no positives or no negatives.
     """

@@ -32,10 +32,12 @@ def steps(n: int) -> range:
 def as_cpu_tensor(x: ArrayLike, name: str) -> Tensor:
     """Return ``x`` as a CPU tensor of the same shape, sharing memory when possible (numpy arrays are not copied)."""
     if isinstance(x, np.ndarray):
-        if x.dtype.byteorder == ">" or not x.flags.c_contiguous:
-            x = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{name}: unsupported numpy dtype {x.dtype}")
+        if not x.dtype.isnative or not x.flags.c_contiguous or not x.flags.writeable:
+            # torch shares only native, C-ordered memory; read-only arrays are copied rather than shared (nothing
+            # here writes to inputs, but torch warns about them)
+            x = np.array(x, dtype=x.dtype.newbyteorder("="), order="C")
         t = torch.from_numpy(x)
     elif isinstance(x, Tensor):
         t = x.detach()
