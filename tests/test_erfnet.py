@@ -56,10 +56,10 @@ def test_checkpoint_that_does_not_fit_names_the_differences(tmp_path):
 
 def test_unreadable_and_foreign_files(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="cannot read checkpoint"):
+    with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
         load_erfnet(tmp_path / "junk.pth")
     torch.save({"backbone.weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(UserError, match="not an ERFNet checkpoint"):
         load_erfnet(tmp_path / "other.pth")
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="no such file"):
         load_erfnet(tmp_path / "missing.pth")

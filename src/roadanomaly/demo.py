@@ -32,12 +32,14 @@ class DemoConfig:
     obstacle_images: int = 40
     train: ERFNetTrainConfig = field(
         default_factory=lambda: ERFNetTrainConfig(
-            batch_size=8, epochs=8, encoder_epochs=0, crop=(128, 256), lr=1e-3, max_translate=2, workers=0
+            batch_size=8, epochs=10, encoder_epochs=0, resize=(128, 256), lr=2e-3, max_translate=2, workers=0
         )
     )
+    eval_size: str = "128x256"
+    """Evaluation resolution: the training scale, as the course scripts evaluate at their training size."""
 
     def data_key(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "train"}
+        return {k: v for k, v in asdict(self).items() if k not in ("train", "eval_size")}
 
 
 def default_workdir() -> Path:
@@ -118,7 +120,7 @@ def run_demo(
     data = ensure_synthroads(workdir, config, regenerate, progress)
     weights = ensure_erfnet(workdir, data, config, retrain or regenerate, progress)
     predictor = load_predictor("erfnet", weights)
-    protocol = EvalProtocol()
+    protocol = EvalProtocol(size=config.eval_size)
 
     print("[3/4] segmentation quality on the SynthRoads validation split")
     segmentation = evaluate_segmentation(

@@ -12,3 +12,9 @@ class UserError(Exception):
         self.where = None if where is None else str(where)
         self.problem = problem
         super().__init__(problem if where is None else f"{where}: {problem}")
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line reports."""
+    text = str(error).strip()
+    return (text.splitlines()[0][:limit] if text else "") or type(error).__name__

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from roadanomaly.errors import UserError
+from roadanomaly.errors import UserError, first_line
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -18,7 +18,7 @@ def read_image(path: str | Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(path, f"cannot read image ({_first_line(error)})") from None
+        raise UserError(path, f"cannot read image ({first_line(error)})") from None
 
 
 def read_label(path: str | Path) -> np.ndarray:
@@ -38,9 +38,5 @@ def read_label(path: str | Path) -> np.ndarray:
                 raise UserError(path, f"label must be a single-channel image, found mode {image.mode}")
             return np.ascontiguousarray(array)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UserError(path, f"cannot read label ({_first_line(error)})") from None
+        raise UserError(path, f"cannot read label ({first_line(error)})") from None
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

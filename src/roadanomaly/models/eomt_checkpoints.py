@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +33,7 @@ from torch import Tensor
 
 from roadanomaly.errors import UserError
 from roadanomaly.models.eomt import IMAGENET_MEAN, IMAGENET_STD, SIZES, EoMT, EoMTConfig
+from roadanomaly.models.state_dicts import read_state_dict
 from roadanomaly.models.vit import resample_grid
 
 LAYOUTS: tuple[str, ...] = ("official", "hf", "roadanomaly", "dinov2")
@@ -45,66 +45,6 @@ NO_OBJECT_WEIGHT = 0.1  # criterion.empty_weight[-1] written for the official an
 SHOWN = 5  # keys listed per kind of difference in an error
 
 StateDict = dict[str, Tensor]
-
-
-# ---------------------------------------------------------------------------------------------- reading files
-def _torch_load(path: Path, trust_pickle: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
-        if not zipfile.is_zipfile(path):
-            raise UserError(path, f"not a readable PyTorch checkpoint ({_first_line(error)})") from None
-        if not trust_pickle:
-            raise UserError(
-                path,
-                f"holds more than plain tensors ({_first_line(error)}); if it comes from a source you trust, "
-                "allow full unpickling (trust_pickle=True, --trust-pickle)",
-            ) from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001
-        raise UserError(path, f"not a readable PyTorch checkpoint ({_first_line(error)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0][:200] if text else "") or type(error).__name__
-
-
-def _unwrap(obj: Any, path: Path) -> StateDict:
-    """Find the state dict inside a checkpoint object and drop torch.compile / DDP name wrappers."""
-    for _ in range(3):
-        if isinstance(obj, dict):
-            nested = [k for k in ("state_dict", "model", "teacher") if isinstance(obj.get(k), dict)]
-            if nested and not any(isinstance(v, Tensor) for v in obj.values()):
-                obj = obj[nested[0]]
-                continue
-        break
-    if not isinstance(obj, dict) or not obj:
-        raise UserError(path, "holds no state dict (expected a dict of tensors, or one under 'state_dict')")
-    not_tensors = [k for k, v in obj.items() if not isinstance(v, Tensor)]
-    if not_tensors:
-        raise UserError(path, f"is not a state dict: non-tensor entries {_first(not_tensors)}")
-    sd = {str(k).replace("._orig_mod", "").replace("_orig_mod.", ""): v for k, v in obj.items()}
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return sd
-
-
-def read_state_dict(path: str | Path, trust_pickle: bool = False) -> StateDict:
-    """The raw state dict in a weights file (``.safetensors``, ``.ckpt``, ``.bin``, ``.pt``, ``.pth``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(path, "no such file")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise UserError(path, f"not a readable safetensors file ({error})") from None
-    return _unwrap(_torch_load(path, trust_pickle), path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

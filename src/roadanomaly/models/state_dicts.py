@@ -2,47 +2,71 @@
 
 from __future__ import annotations
 
-import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from roadanomaly.errors import UserError
-
-NESTED_STATE_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict")
+from roadanomaly.errors import UserError, first_line
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Read a ``.safetensors`` file or a torch checkpoint (plain state dict, or nested under ``state_dict``/``model``).
+def _torch_load(path: Path, trust_pickle: bool) -> Any:
+    """``torch.load`` with ``weights_only=True``; full unpickling only when the user trusts the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
+        if not zipfile.is_zipfile(path):
+            raise UserError(path, f"not a readable PyTorch checkpoint ({first_line(error)})") from None
+        if not trust_pickle:
+            raise UserError(
+                path,
+                f"holds more than plain tensors ({first_line(error)}); if it comes from a source you trust, "
+                "allow full unpickling (trust_pickle=True, --trust-pickle)",
+            ) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001
+        raise UserError(path, f"not a readable PyTorch checkpoint ({first_line(error)})") from None
 
-    Torch files are opened with ``weights_only=True``: no code inside a checkpoint is ever executed.
-    """
+
+def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
+    """Find the state dict inside a checkpoint object and drop torch.compile / DDP name wrappers."""
+    for _ in range(3):
+        if isinstance(obj, dict):
+            nested = [k for k in ("state_dict", "model", "teacher") if isinstance(obj.get(k), dict)]
+            if nested and not any(isinstance(v, Tensor) for v in obj.values()):
+                obj = obj[nested[0]]
+                continue
+        break
+    if not isinstance(obj, dict) or not obj:
+        raise UserError(path, "holds no state dict (expected a dict of tensors, or one under 'state_dict')")
+    not_tensors = [k for k, v in obj.items() if not isinstance(v, Tensor)]
+    if not_tensors:
+        shown = ", ".join(sorted(map(str, not_tensors))[:5])
+        raise UserError(path, f"is not a state dict: non-tensor entries {shown}")
+    sd = {str(k).replace("._orig_mod", "").replace("_orig_mod.", ""): v for k, v in obj.items()}
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+def read_state_dict(path: str | Path, trust_pickle: bool = False) -> dict[str, Tensor]:
+    """The raw state dict in a weights file (``.safetensors``, ``.ckpt``, ``.bin``, ``.pt``, ``.pth``)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(path, "checkpoint file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        raise UserError(path, "no such file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
-            return dict(load_file(str(path)))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(path, f"cannot read checkpoint ({first_line})") from None
-    return _flatten(obj, path)
-
-
-def _flatten(obj: object, path: Path) -> dict[str, Tensor]:
-    if isinstance(obj, Mapping):
-        for key in NESTED_STATE_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                return _flatten(obj[key], path)
-        tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
-        if tensors:
-            return tensors
-    raise UserError(path, "no tensors found: not a state dict or a checkpoint holding one")
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise UserError(path, f"not a readable safetensors file ({error})") from None
+    return _unwrap(_torch_load(path, trust_pickle), path)
 
 
 def strip_prefix_before(state: Mapping[str, Tensor], anchor: str) -> dict[str, Tensor]:
