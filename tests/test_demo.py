@@ -27,3 +27,18 @@ def test_demo_runs_end_to_end_and_reuses_its_cache(tmp_path, capsys):
     second = capsys.readouterr().out
     assert "already generated" in second and "using cached ERFNet weights" in second
     assert again["results"] == document["results"]
+
+
+def test_synth_command_writes_trees_the_loaders_read(tmp_path, capsys):
+    from roadanomaly.cli import main
+    from roadanomaly.data.bundle import discover_bundles
+    from roadanomaly.data.cityscapes import CityscapesDataset
+
+    assert main(["synth", "--output", str(tmp_path), "--train", "2", "--val", "1", "--anomaly", "1",
+                 "--obstacle", "1", "--size", "64x128"]) == 0
+    assert len(CityscapesDataset(tmp_path / "cityscapes", "train")) == 2
+    bundles = discover_bundles(tmp_path / "bundle")
+    assert [b.name for b in bundles] == ["SynthAnomaly", "SynthObstacle"]
+    assert bundles[1][0].label.shape == (64, 128)
+    assert main(["synth", "--output", str(tmp_path / "x"), "--size", "64"]) == 2
+    assert "--size must be HxW" in capsys.readouterr().err

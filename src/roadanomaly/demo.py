@@ -15,9 +15,13 @@ from roadanomaly.data.bundle import discover_bundles
 from roadanomaly.data.cityscapes import CityscapesDataset
 from roadanomaly.evaluate import AnomalyResult, evaluate_bundle, evaluate_segmentation
 from roadanomaly.inference import load_predictor
+from roadanomaly.progress import stage_callback
 from roadanomaly.protocol import EvalProtocol
 from roadanomaly.report import format_table, results_document, write_json
 from roadanomaly.training.config import ERFNetTrainConfig
+
+
+SYNTHROADS_RECIPE = Path(__file__).parent / "configs" / "erfnet_synthroads.yaml"
 
 
 @dataclass
@@ -30,11 +34,7 @@ class DemoConfig:
     val_images: int = 40
     anomaly_images: int = 40
     obstacle_images: int = 40
-    train: ERFNetTrainConfig = field(
-        default_factory=lambda: ERFNetTrainConfig(
-            batch_size=8, epochs=10, encoder_epochs=0, resize=(128, 256), lr=2e-3, max_translate=2, workers=0
-        )
-    )
+    train: ERFNetTrainConfig = field(default_factory=lambda: ERFNetTrainConfig.from_yaml(SYNTHROADS_RECIPE))
     eval_size: str = "128x256"
     """Evaluation resolution: the training scale, as the course scripts evaluate at their training size."""
 
@@ -66,12 +66,6 @@ def ensure_synthroads(workdir: Path, config: DemoConfig, regenerate: bool, progr
         return root
     total = config.train_images + config.val_images + config.anomaly_images + config.obstacle_images
     print(f"[1/4] generating SynthRoads in {root} ({total} images at {config.size[0]}x{config.size[1]})")
-    finished: dict[str, int] = {}
-
-    def advance(stage: str, done: int, count: int) -> None:
-        bar.update(done - finished.get(stage, 0))
-        finished[stage] = done
-
     with tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True) as bar:
         generate_synthroads(
             root,
@@ -81,7 +75,7 @@ def ensure_synthroads(workdir: Path, config: DemoConfig, regenerate: bool, progr
             obstacle=config.obstacle_images,
             size=config.size,
             seed=config.seed,
-            progress=advance,
+            progress=stage_callback(bar),
         )
     stamp.write_text(json.dumps(config.data_key()))
     return root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -70,6 +71,20 @@ def train_erfnet(config: ERFNetTrainConfig, resume: str | Path | None = None, pr
     if "full" not in stages:
         raise UserError(None, "nothing to train: the whole-network stage needs epochs > 0")
 
+    with _quiet_lightning_tips():
+        return _run_stages(stages, config, train_set, val_set, weights, output, resume, progress)
+
+
+def _run_stages(
+    stages: list[str],
+    config: ERFNetTrainConfig,
+    train_set: SegmentationTrainSet,
+    val_set: SegmentationTrainSet,
+    weights: list[float] | None,
+    output: Path,
+    resume: str | Path | None,
+    progress: bool,
+) -> TrainResult:
     encoder_state = None
     result = None
     for stage in stages:
@@ -84,7 +99,7 @@ def train_erfnet(config: ERFNetTrainConfig, resume: str | Path | None = None, pr
             accelerator=config.accelerator,
             devices=config.devices,
             precision=config.precision,
-            callbacks=[checkpoints],
+            callbacks=[checkpoints, *([TQDMProgressBar()] if progress else [])],
             logger=CSVLogger(output, name="logs", version=stage),
             enable_progress_bar=progress,
             enable_model_summary=False,
@@ -94,6 +109,7 @@ def train_erfnet(config: ERFNetTrainConfig, resume: str | Path | None = None, pr
         loaders = _loaders(train_set, val_set, config)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
             ckpt_path = resume if resume is not None and stage == stages[0] else None
             trainer.fit(module, *loaders, ckpt_path=ckpt_path)
@@ -108,6 +124,21 @@ def train_erfnet(config: ERFNetTrainConfig, resume: str | Path | None = None, pr
             result = TrainResult(weights_path, best, float(score) if score is not None else float("nan"))
     assert result is not None
     return result
+
+
+class _quiet_lightning_tips:
+    """Hide Lightning's advertising tips while keeping its warnings."""
+
+    class _NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Tip:" not in record.getMessage()
+
+    def __enter__(self) -> None:
+        self.filter = self._NoTips()
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(self.filter)
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(self.filter)
 
 
 def _loaders(train_set: SegmentationTrainSet, val_set: SegmentationTrainSet, config: ERFNetTrainConfig):
