@@ -97,6 +97,7 @@ def test_user_mistakes_exit_2_with_one_line_and_keep_finished_results(tmp_path):
         ("empty", "no images found"),
         ("checkpoint", "checkpoint does not fit the model"),
         ("method", "method 'rba' is not defined for this model"),
+        ("eomt_option", "--crop-size and --autocast apply to --model eomt only"),
     ],
 )
 def test_bad_input_messages(tmp_path, setup, expected):
@@ -118,6 +119,8 @@ def test_bad_input_messages(tmp_path, setup, expected):
         torch.save(state, weights)
     elif setup == "method":
         extra = ["--methods", "msp,rba"]
+    elif setup == "eomt_option":
+        extra = ["--crop-size", "64"]
     result = _run_cli("evaluate", "--weights", str(weights), "--data", str(bundle), "--datasets", "RoadAnomaly21",
                       "--output", str(tmp_path / "r.json"), "--quiet", *extra)
     assert result.returncode == 2, result.stderr

@@ -53,6 +53,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--split", default="val", help="Cityscapes split for --cityscapes (default: val)")
     parser.add_argument("--output", type=Path, default=Path("results.json"), help="JSON results file")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--crop-size", type=int, help="EoMT: window size (default: the model's input size)")
+    parser.add_argument("--autocast", choices=("bf16", "fp16"), help="EoMT on CUDA: mixed-precision inference")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow checkpoints that hold more than tensors (full unpickling: trusted files only)")
     parser.add_argument("--workers", type=int, default=1, help="data loading processes (default 1; 0 = inline)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -77,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(None, f"--device {args.device} asked for, but no CUDA device is available")
     protocol = EvalProtocol(args.size, args.skip_no_anomaly, ScoringConfig(args.temperature, args.include_void))
     bundles = discover_bundles(args.data, _split(args.datasets)) if args.data is not None else []
-    predictor = load_predictor(args.model, args.weights, device=args.device)
+    options = {"trust_pickle": args.trust_pickle}
+    if args.model == "eomt":
+        options.update(crop_size=args.crop_size, autocast=args.autocast)
+    elif args.crop_size is not None or args.autocast is not None:
+        raise UserError(None, "--crop-size and --autocast apply to --model eomt only")
+    predictor = load_predictor(args.model, args.weights, device=args.device, **options)
     results: list[AnomalyResult] = []
     extra: dict = {}
 

@@ -33,7 +33,7 @@ class ERFNetPredictor:
         return PixelOutputs(logits=logits, void_channel=self.model.void_channel)
 
 
-def load_erfnet_predictor(weights: str | Path, device: str = "cpu", **_: Any) -> ERFNetPredictor:
+def load_erfnet_predictor(weights: str | Path, device: str = "cpu", trust_pickle: bool = False) -> ERFNetPredictor:
     """Load an ERFNet checkpoint (published, plain or Lightning layout) into a predictor."""
-    model = load_erfnet(weights)
+    model = load_erfnet(weights, trust_pickle=trust_pickle)
     return ERFNetPredictor(model, device=device, info={"weights": str(weights)})

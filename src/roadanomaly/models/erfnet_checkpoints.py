@@ -11,9 +11,9 @@ from roadanomaly.models.state_dicts import load_strict, read_state_dict, strip_p
 _CLASSIFIER_KEY = "decoder.output_conv.weight"
 
 
-def load_erfnet(path: str | Path, num_classes: int | None = None) -> ERFNet:
+def load_erfnet(path: str | Path, num_classes: int | None = None, trust_pickle: bool = False) -> ERFNet:
     """Build an ERFNet whose class count is read off the checkpoint, and load it strictly (eval mode)."""
-    state = strip_prefix_before(read_state_dict(path), _CLASSIFIER_KEY)
+    state = strip_prefix_before(read_state_dict(path, trust_pickle), _CLASSIFIER_KEY)
     if _CLASSIFIER_KEY not in state:
         raise UserError(path, f"not an ERFNet checkpoint: no key ending in {_CLASSIFIER_KEY!r}")
     found = int(state[_CLASSIFIER_KEY].shape[1])
