@@ -436,3 +436,15 @@ def test_api_misuse_errors():
         AnomalyMetric("binned").load_state_dict(AnomalyMetric("exact").state_dict())
     with pytest.raises(TypeError):
         AnomalyMetric().update([0.1, 0.2], [0, 1])
+
+
+@pytest.mark.parametrize("mode", ["binned", "exact"])
+def test_pixel_counts_without_computing(mode):
+    labels = np.array([0, 0, 1, 255, 255, 1, 0], dtype=np.uint8)
+    metric = AnomalyMetric(mode)
+    metric.update(np.linspace(-1, 1, 7).astype(np.float32), labels)
+    metric.update(np.zeros(3, np.float32), np.array([255, 0, 0], np.uint8))
+    assert (metric.pixels, metric.anomaly_pixels) == (int((labels != 255).sum()) + 2, int((labels == 1).sum()))
+    only_inliers = AnomalyMetric(mode)
+    only_inliers.update(np.zeros(4, np.float32), np.array([0, 0, 255, 0], np.uint8))
+    assert (only_inliers.pixels, only_inliers.anomaly_pixels) == (3, 0)

@@ -83,7 +83,7 @@ def evaluate_bundle(
 ) -> list[AnomalyResult]:
     """Score every image of ``bundle`` once and return one result per method (all methods share each forward pass)."""
     metrics: dict[str, AnomalyMetric] = {}
-    images, valid_pixels, anomaly_pixels = 0, 0, 0
+    images = 0
     bar = tqdm(total=len(bundle), desc=bundle.name, unit="img", disable=not progress, leave=True, dynamic_ncols=True)
     for image, label, _ in _batches(bundle, protocol, lambda s: s.label, workers):
         bar.update(1)
@@ -96,13 +96,10 @@ def evaluate_bundle(
         for name, metric in metrics.items():
             metric.update(scores[name][0], label)
         images += 1
-        valid_pixels += int((label != 255).sum())
-        anomaly_pixels += int((label == ANOMALY).sum())
     bar.close()
     if images == 0:
         raise UserError(bundle.folder, "no image left to evaluate (all skipped: none has an anomaly pixel)")
-    counts = (valid_pixels, anomaly_pixels)
-    return [_result(bundle.name, name, metric, images, counts) for name, metric in metrics.items()]
+    return [_result(bundle.name, name, metric, images) for name, metric in metrics.items()]
 
 
 def _checked_methods(methods: Sequence[str] | None, outputs: PixelOutputs) -> list[str]:
@@ -113,9 +110,7 @@ def _checked_methods(methods: Sequence[str] | None, outputs: PixelOutputs) -> li
     return list(methods or available)
 
 
-def _result(
-    dataset: str, method: str, metric: AnomalyMetric, images: int, counts: tuple[int, int]
-) -> AnomalyResult:
+def _result(dataset: str, method: str, metric: AnomalyMetric, images: int) -> AnomalyResult:
     try:
         values = metric.compute()
     except ValueError:  # no anomaly (or no inlier) pixel at all: the curves are undefined
@@ -126,8 +121,8 @@ def _result(
         auprc=_maybe_float(values.get("auprc")),
         fpr95=_maybe_float(values.get("fpr95")),
         auroc=_maybe_float(values.get("auroc")),
-        pixels=int(values.get("pixels", counts[0])),
-        anomaly_pixels=int(values.get("anomaly_pixels", counts[1])),
+        pixels=metric.pixels,
+        anomaly_pixels=metric.anomaly_pixels,
         images=images,
     )
 

@@ -68,6 +68,11 @@ class BinnedState:
         neg[at_zero] += negatives[zero - 1]
         return pos, neg
 
+    def pixel_counts(self) -> tuple[int, int]:
+        """Valid and anomaly pixels counted so far (void pixels sit in the last entry, the sink)."""
+        sink = int(self.hist[-1])
+        return int(self.hist.sum()) - sink, int(self.hist[self.num_bins :].sum()) - sink
+
     def compute(self) -> dict[str, float | int]:
         """The metrics of everything counted so far."""
         positives, negatives = self.counts()

@@ -49,6 +49,10 @@ class ExactState:
         sizes = torch.diff(ends + 1, prepend=ends.new_zeros(1))
         return positives, sizes - positives
 
+    def pixel_counts(self) -> tuple[int, int]:
+        """Valid and anomaly pixels stored so far."""
+        return sum(len(c) for c in self.labels), sum(int((c == ANOMALY).sum()) for c in self.labels)
+
     def compute(self) -> dict[str, float | int]:
         """The metrics of all stored pixels."""
         positives, negatives = self.counts()

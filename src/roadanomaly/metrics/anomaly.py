@@ -56,6 +56,16 @@ class AnomalyMetric:
         """The metrics of all pixels added so far; ``ValueError`` when anomaly or in-distribution pixels lack."""
         return self._state.compute()
 
+    @property
+    def pixels(self) -> int:
+        """Valid (non-void) pixels added so far."""
+        return self._state.pixel_counts()[0]
+
+    @property
+    def anomaly_pixels(self) -> int:
+        """Anomaly pixels added so far."""
+        return self._state.pixel_counts()[1]
+
     def reset(self) -> None:
         """Forget all pixels added so far."""
         self._state.reset()
