@@ -19,14 +19,7 @@ KEYS = ("auprc", "fpr95", "auroc")
 BINNED_TOL = {"auprc": 1e-4, "fpr95": 1e-4, "auroc": 1e-5}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run these tests on one torch thread: on a machine shared with other jobs, every OpenMP parallel region of
-    the many small tensors here can wait a scheduler time slice, which made the suite several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sklearn_metrics(scores, labels) -> dict[str, float]:

@@ -13,14 +13,7 @@ from sklearn.metrics import confusion_matrix
 from roadanomaly.metrics import ConfusionMatrix
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Run these tests on one torch thread: on a machine shared with other jobs, every OpenMP parallel region of
-    the many small tensors here can wait a scheduler time slice, which made the suite several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore: int = 255) -> dict:
