@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="evaluate pixel anomaly scores (AuPRC, FPR95, AUROC) on benchmark bundles",
         description=(
             "Run a model once per image of each benchmark under --data (<root>/<Name>/images + labels_masks), compute "
-            "every requested pixel score from that single forward pass, and report AuPRC, FPR at 95%% TPR and AUROC "
+            "every requested pixel score from that single forward pass, and report AuPRC, FPR at 95% TPR and AUROC "
             "pooled over all valid pixels of each dataset (label 255 ignored)."
         ),
     )
@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="binned: constant memory, streaming (default); exact: sort-based, for small data")
     parser.add_argument("--cityscapes", type=Path, help="also report mIoU on this Cityscapes-layout root")
     parser.add_argument("--split", default="val", help="Cityscapes split for --cityscapes (default: val)")
-    parser.add_argument("--output", type=Path, default=Path("results.json"), help="JSON results file")
+    parser.add_argument("--output", type=Path, default=Path("results.json"), help="JSON results file (default: results.json)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--crop-size", type=int, help="EoMT: window size (default: the model's input size)")
     parser.add_argument("--autocast", choices=("bf16", "fp16"), help="EoMT on CUDA: mixed-precision inference")
