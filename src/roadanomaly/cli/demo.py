@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "(default: $ROADANOMALY_HOME/demo or ~/.cache/roadanomaly/demo)")
     parser.add_argument("--regenerate", action="store_true", help="generate the data again (and retrain)")
     parser.add_argument("--retrain", action="store_true", help="train again even if cached weights exist")
-    parser.add_argument("--epochs", type=int, help="training epochs (default 10)")
+    parser.add_argument("--epochs", type=int, help="whole-network training epochs (default 8, after 4 encoder-only epochs)")
     parser.add_argument("--train-images", type=int, help="number of training images (default 400)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
