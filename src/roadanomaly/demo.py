@@ -93,7 +93,10 @@ def ensure_erfnet(workdir: Path, data: Path, config: DemoConfig, retrain: bool, 
     if not retrain and weights.is_file() and _same(stamp, key):
         print(f"[2/4] using cached ERFNet weights {weights}")
         return weights
-    print(f"[2/4] training ERFNet on SynthRoads ({config.train_images} images, {train_config.epochs} epochs)")
+    print(
+        f"[2/4] training ERFNet on SynthRoads ({config.train_images} images, "
+        f"{train_config.encoder_epochs} encoder-only + {train_config.epochs} whole-network epochs)"
+    )
     result = train_erfnet(train_config, progress=progress)
     stamp.write_text(json.dumps(key))
     return result.weights
