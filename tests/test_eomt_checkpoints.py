@@ -23,7 +23,7 @@ from eomt_fixtures import (
     official_to_hf,
 )
 from roadanomaly.errors import UserError
-from roadanomaly.models.eomt import EoMT, EoMTConfig
+from roadanomaly.models.eomt import EoMT
 from roadanomaly.models.eomt_checkpoints import (
     detect_layout,
     load_eomt,

@@ -102,7 +102,7 @@ def _read_folder_weights(folder: Path) -> StateDict:
 def _read_any(path: Path, trust_pickle: bool) -> tuple[str, StateDict, dict[str, Any], Path]:
     """(layout, state dict, folder metadata, weights file) for a file or a folder."""
     if path.is_dir():
-        config_path, weights = path / "config.json", path / WEIGHTS_FILE
+        config_path = path / "config.json"
         if not config_path.is_file():
             files = sorted(p.name for p in path.iterdir())[:SHOWN]
             raise UserError(path, f"folder has no config.json (holds: {', '.join(files) or 'nothing'})")
