@@ -156,3 +156,39 @@ def test_eomt_official_checkpoint_through_the_cli(tmp_path):
     s, y = np.concatenate(rba), np.concatenate(labels)
     assert rows["rba"]["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-4)
     assert rows["rba"]["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-4)
+
+
+@pytest.mark.parametrize("model", ["erfnet", "eomt"])
+def test_cityscapes_miou_matches_an_independent_confusion_matrix(tmp_path, model):
+    from sklearn.metrics import confusion_matrix
+
+    from eomt_fixtures import Tiny, official_state_dict
+    from roadanomaly.data.labels import ID_TO_TRAIN_ID
+    from roadanomaly.inference import load_predictor
+    from fixtures import make_cityscapes
+
+    cityscapes = make_cityscapes(tmp_path / "cs", "val", size=(32, 64), images=2)
+    weights = tmp_path / ("eomt.bin" if model == "eomt" else "erfnet.pth")
+    if model == "eomt":
+        torch.save(official_state_dict(Tiny(classes=19)), weights)
+    else:
+        make_erfnet_checkpoint(weights)
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--model", model, "--weights", str(weights), "--cityscapes", str(cityscapes),
+                 "--output", str(out), "--quiet", "--workers", "0"]) == 0
+    reported = json.loads(out.read_text())["segmentation"]
+
+    predictor = load_predictor(model, weights)
+    predictions, targets = [], []
+    for image_path in sorted((cityscapes / "leftImg8bit" / "val").glob("*/*.png")):
+        image = torch.from_numpy(np.asarray(Image.open(image_path).convert("RGB"))).permute(2, 0, 1)[None]
+        label_path = str(image_path).replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit.png", "_gtFine_labelIds.png")
+        target = ID_TO_TRAIN_ID[np.asarray(Image.open(label_path))]
+        outputs = predictor(image)
+        scores = outputs.class_scores if model == "eomt" else outputs.logits[:, :19]
+        predictions.append(scores[0].argmax(0).numpy()[target != 255])
+        targets.append(target[target != 255])
+    matrix = confusion_matrix(np.concatenate(targets), np.concatenate(predictions), labels=list(range(19)))
+    union = matrix.sum(0) + matrix.sum(1) - np.diag(matrix)
+    iou = np.diag(matrix)[union > 0] / union[union > 0]
+    assert reported["miou"] == pytest.approx(iou.mean(), abs=1e-9)
