@@ -251,7 +251,7 @@ def test_mismatched_official_checkpoints(tmp_path):
 
     shaped = {**sd, "network.mask_head.0.bias": torch.zeros(T.width + 1)}
     message = _error(save_official(tmp_path / "shape.ckpt", shaped))
-    assert "wrong shapes: network.mask_head.0.bias (129,) != (128,)" in message
+    assert "wrong shapes: network.mask_head.0.bias (129,) vs expected (128,)" in message
 
     no_blocks = {k: v for k, v in sd.items() if "blocks.1." not in k}
     assert "missing keys: network.encoder.backbone.blocks.1." in _error(save_official(tmp_path / "b.ckpt", no_blocks))
@@ -274,7 +274,7 @@ def test_mismatched_hf_and_our_folders(tmp_path):
     config = json.loads((tmp_path / "ours" / "config.json").read_text())
     config["config"]["num_q"] += 1
     (tmp_path / "ours" / "config.json").write_text(json.dumps(config))
-    assert "wrong shapes: q.weight (6, 128) != (7, 128)" in _error(tmp_path / "ours")
+    assert "wrong shapes: q.weight (6, 128) vs expected (7, 128)" in _error(tmp_path / "ours")
 
 
 def test_unreadable_inputs(tmp_path):

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from roadanomaly.errors import UserError
 from roadanomaly.models.eomt import IMAGENET_MEAN, IMAGENET_STD, SIZES, EoMT, EoMTConfig
-from roadanomaly.models.state_dicts import read_state_dict
+from roadanomaly.models.state_dicts import describe_mismatch, read_state_dict
 from roadanomaly.models.vit import resample_grid
 
 LAYOUTS: tuple[str, ...] = ("official", "hf", "roadanomaly", "dinov2")
@@ -417,23 +417,9 @@ def config_to_hf(config: EoMTConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- strict load
 def check_keys(found: StateDict, expected: dict[str, tuple[int, ...]], where: Path, layout: str) -> None:
     """Raise a UserError naming missing, unexpected and mis-shaped keys (in the file's names)."""
-    missing = set(expected) - set(found)
-    unexpected = set(found) - set(expected)
-    shapes = [
-        f"{k} {tuple(found[k].shape)} != {expected[k]}"
-        for k in sorted(set(found) & set(expected))
-        if tuple(found[k].shape) != expected[k]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_first(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_first(unexpected)}")
-    if shapes:
-        more = f" (+{len(shapes) - SHOWN} more)" if len(shapes) > SHOWN else ""
-        problems.append(f"wrong shapes: {'; '.join(shapes[:SHOWN])}{more}")
-    if problems:
-        raise UserError(where, f"does not fit the EoMT it describes ({layout} layout): {'; '.join(problems)}")
+    problem = describe_mismatch(expected, found, limit=SHOWN)
+    if problem:
+        raise UserError(where, f"does not fit the EoMT it describes ({layout} layout): {problem}")
 
 
 _TO_LAYOUT: dict[str, Callable[[StateDict, EoMTConfig], StateDict]] = {

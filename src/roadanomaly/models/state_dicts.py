@@ -80,14 +80,20 @@ def strip_prefix_before(state: Mapping[str, Tensor], anchor: str) -> dict[str, T
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def describe_mismatch(expected: Mapping[str, Tensor], given: Mapping[str, Tensor], limit: int = 4) -> str | None:
-    """One line naming missing keys, unexpected keys and shape mismatches; None when the state fits exactly."""
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
+def describe_mismatch(
+    expected: Mapping[str, Tensor | tuple[int, ...]], given: Mapping[str, Tensor], limit: int = 4
+) -> str | None:
+    """One line naming missing keys, unexpected keys and shape mismatches; None when the state fits exactly.
+
+    ``expected`` maps each key to a tensor or to its shape.
+    """
+    shape_of = {k: tuple(v.shape) if isinstance(v, Tensor) else tuple(v) for k, v in expected.items()}
+    missing = [k for k in shape_of if k not in given]
+    unexpected = [k for k in given if k not in shape_of]
     shapes = [
-        f"{k} {tuple(given[k].shape)} vs expected {tuple(expected[k].shape)}"
-        for k in expected
-        if k in given and tuple(given[k].shape) != tuple(expected[k].shape)
+        f"{k} {tuple(given[k].shape)} vs expected {shape}"
+        for k, shape in shape_of.items()
+        if k in given and tuple(given[k].shape) != shape
     ]
     parts = []
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes)):
