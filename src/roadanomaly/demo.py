@@ -60,8 +60,7 @@ def ensure_synthroads(workdir: Path, config: DemoConfig, regenerate: bool, progr
     from roadanomaly.data.synthroads import generate_synthroads
 
     root = workdir / "synthroads"
-    stamp = root / "generated.json"
-    if not regenerate and _same(stamp, config.data_key()):
+    if not regenerate and _manifest_matches(root, config):
         print(f"[1/4] SynthRoads already generated in {root}")
         return root
     total = config.train_images + config.val_images + config.anomaly_images + config.obstacle_images
@@ -77,8 +76,19 @@ def ensure_synthroads(workdir: Path, config: DemoConfig, regenerate: bool, progr
             seed=config.seed,
             progress=stage_callback(bar),
         )
-    stamp.write_text(json.dumps(config.data_key()))
     return root
+
+
+def _manifest_matches(root: Path, config: DemoConfig) -> bool:
+    """Whether ``root/synthroads.json`` (written by the generator when it finishes) describes this config's data."""
+    try:
+        manifest = json.loads((root / "synthroads.json").read_text())
+    except (OSError, ValueError):
+        return False
+    counts = {"train": config.train_images, "val": config.val_images, "SynthAnomaly": config.anomaly_images,
+              "SynthObstacle": config.obstacle_images}
+    wanted = {"seed": config.seed, "size": list(config.size), "counts": counts}
+    return all(manifest.get(key) == value for key, value in wanted.items())
 
 
 def ensure_erfnet(workdir: Path, data: Path, config: DemoConfig, retrain: bool, progress: bool) -> Path:

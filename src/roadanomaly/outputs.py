@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -53,13 +52,4 @@ class PixelOutputs:
             logits=resize(self.logits),
             class_scores=resize(self.class_scores),
             query_maps={k: resize(v) for k, v in self.query_maps.items()},
-        )
-
-    def to(self, device: torch.device | str) -> "PixelOutputs":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return replace(
-            self,
-            logits=move(self.logits),
-            class_scores=move(self.class_scores),
-            query_maps={k: v.to(device) for k, v in self.query_maps.items()},
         )

@@ -68,8 +68,3 @@ class EvalProtocol:
             "void_label": 255,
             "pixels": "all valid pixels of a dataset pooled",
         }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EvalProtocol":
-        scoring = ScoringConfig(data.get("temperature", 1.0), data.get("include_void_in_softmax", False))
-        return cls(data.get("size", "native"), data.get("skip_images_without_anomaly", False), scoring)

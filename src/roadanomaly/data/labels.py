@@ -57,10 +57,6 @@ LABELS: tuple[Label, ...] = (
 TRAIN_ID_NAMES: tuple[str, ...] = tuple(
     label.name for label in sorted((lb for lb in LABELS if lb.train_id != IGNORE_INDEX), key=lambda lb: lb.train_id)
 )
-TRAIN_ID_COLORS: np.ndarray = np.array(
-    [label.color for label in sorted((lb for lb in LABELS if lb.train_id != IGNORE_INDEX), key=lambda lb: lb.train_id)],
-    dtype=np.uint8,
-)
 
 
 def _id_to_train_id_lut() -> np.ndarray:
