@@ -12,7 +12,7 @@ from roadanomaly.data.bundle import discover_bundles
 from roadanomaly.data.cityscapes import CityscapesDataset
 from roadanomaly.errors import UserError
 from roadanomaly.evaluate import AnomalyResult, evaluate_bundle, evaluate_segmentation
-from roadanomaly.inference import MODEL_NAMES, load_predictor
+from roadanomaly.inference import load_predictor
 from roadanomaly.protocol import EvalProtocol, parse_size
 from roadanomaly.report import format_table, results_document, write_json
 from roadanomaly.scoring import ALL_METHOD_NAMES, ScoringConfig
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "pooled over all valid pixels of each dataset (label 255 ignored)."
         ),
     )
-    parser.add_argument("--model", choices=MODEL_NAMES, default="erfnet", help="model family (default: erfnet)")
+    parser.add_argument("--model", default="erfnet", help="model kind (default: erfnet; see the registry)")
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint file (or, for EoMT, an HF folder)")
     parser.add_argument("--data", type=Path, help="root of the benchmark bundle (<root>/<Name>/images, labels_masks)")
     parser.add_argument("--datasets", help="comma-separated dataset names (default: every folder under --data)")

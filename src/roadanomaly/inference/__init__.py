@@ -7,14 +7,11 @@ written into result files) and ``device``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol
 
 from torch import Tensor
 
 from roadanomaly.outputs import PixelOutputs
-
-MODEL_NAMES: tuple[str, ...] = ("erfnet", "eomt")
 
 
 class Predictor(Protocol):
@@ -24,14 +21,6 @@ class Predictor(Protocol):
     def __call__(self, images: Tensor) -> PixelOutputs: ...
 
 
-def load_predictor(model: str, weights: str | Path, device: str = "cpu", **options: Any) -> Predictor:
-    """Build the predictor for ``model`` from the weights at ``weights`` (a file or, for EoMT, an HF folder)."""
-    if model == "erfnet":
-        from roadanomaly.inference.erfnet import load_erfnet_predictor
+from roadanomaly.inference.registry import MODEL_KINDS, load_predictor, model_kind, model_kind_names  # noqa: E402
 
-        return load_erfnet_predictor(weights, device=device, **options)
-    if model == "eomt":
-        from roadanomaly.inference.eomt import load_eomt_predictor
-
-        return load_eomt_predictor(weights, device=device, **options)
-    raise ValueError(f"unknown model {model!r} (known: {', '.join(MODEL_NAMES)})")
+__all__ = ["MODEL_KINDS", "Predictor", "load_predictor", "model_kind", "model_kind_names"]
