@@ -153,6 +153,13 @@ METHODS: tuple[Method, ...] = (
 )
 
 ALL_METHOD_NAMES: tuple[str, ...] = tuple(dict.fromkeys(m.name for m in METHODS))
+TEMPERATURE_METHODS: frozenset[str] = frozenset({"msp", "entropy", "energy", "void"})
+"""Methods of a per-pixel classifier whose ranking depends on the softmax temperature (maxlogit's does not)."""
+
+
+def uses_temperature(method: str) -> bool:
+    """Whether a per-pixel classifier's ``method`` changes with the temperature."""
+    return method in TEMPERATURE_METHODS
 
 
 def _spec_of(outputs: PixelOutputs | OutputSpec) -> OutputSpec:
