@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from eomt_fixtures import Tiny, dinov2_state_dict, official_state_dict
+from test_eomt_checkpoints import convert_cli
 from roadanomaly.errors import UserError
 from roadanomaly.models import eomt_checkpoints
 from roadanomaly.models.eomt import EoMT, EoMTConfig
@@ -65,19 +65,6 @@ def file_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors a written checkpoint holds, in its own names."""
     source = open_source(path)
     return read_folder_weights(path) if source.is_folder else source.state_dict
-
-
-def convert_cli(argv: list[str]) -> int:
-    from roadanomaly.cli import convert
-
-    parser = argparse.ArgumentParser(prog="roadanomaly")
-    convert.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["convert", *argv])
-    try:
-        return convert.run(args)
-    except UserError as error:
-        print(f"roadanomaly: error: {error}", file=sys.stderr)
-        return 2
 
 
 # ---------------------------------------------------------------------------------------------- registry
