@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roadanomaly.data.io import IMAGE_EXTENSIONS, read_image, read_label
+from roadanomaly.data.io import IMAGE_EXTENSIONS, is_listed_file, read_image, read_label
 from roadanomaly.errors import UserError
 from roadanomaly.labels import ANOMALY, INLIER, VOID
 
@@ -65,10 +65,11 @@ class AnomalyBundle:
         for needed in (images_dir, labels_dir):
             if not needed.is_dir():
                 raise UserError(needed, "folder not found (expected <Name>/images and <Name>/labels_masks)")
-        self.image_paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        self.image_paths = sorted(p for p in images_dir.iterdir() if is_listed_file(p))
         if not self.image_paths:
-            raise UserError(images_dir, "no images found")
-        labels = {p.stem: p for p in labels_dir.iterdir() if p.suffix.lower() == ".png"}
+            raise UserError(images_dir, f"no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files)")
+        _check_unique_stems(self.image_paths)
+        labels = {p.stem: p for p in labels_dir.iterdir() if is_listed_file(p, (".png",))}
         self.label_paths = [self._pair(p, labels, labels_dir) for p in self.image_paths]
         self._lut, self._allowed = _value_table(self.spec.label_values)
 
@@ -77,12 +78,17 @@ class AnomalyBundle:
         return self.spec.name
 
     def _pair(self, image_path: Path, labels: dict[str, Path], labels_dir: Path) -> Path:
-        for suffix in self.spec.label_suffixes:
-            match = labels.get(image_path.stem + suffix)
-            if match is not None:
-                return match
+        """The one label of ``image_path``; none, or two (``a.png`` and ``a_labels_semantic.png``), is an error."""
+        matches = [labels[key] for key in (image_path.stem + s for s in self.spec.label_suffixes) if key in labels]
+        if len(matches) > 1:
+            raise UserError(image_path, f"two labels match it: {matches[0].name} and {matches[1].name} (keep one)")
+        if matches:
+            return matches[0]
         looked = ", ".join(f"{image_path.stem}{s}.png" for s in self.spec.label_suffixes)
-        raise UserError(image_path, f"no label found in {labels_dir} (looked for {looked})")
+        stem = image_path.stem
+        others = sorted(p.name for p in labels_dir.iterdir() if p.stem == stem and p.suffix.lower() != ".png")
+        hint = f"; found {', '.join(others)}, but labels must be .png files" if others else ""
+        raise UserError(image_path, f"no label found in {labels_dir} (looked for {looked}{hint})")
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -102,6 +108,16 @@ class AnomalyBundle:
         return Sample(image, self._lut[raw], image_path, label_path)
 
 
+def _check_unique_stems(paths: list[Path]) -> None:
+    """Images are paired with labels by stem: two images with one stem (``a.png``, ``a.jpg``) are ambiguous."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        other = seen.setdefault(path.stem, path)
+        if other is not path:
+            raise UserError(path, f"has the same stem as {other.name}: images are paired with their labels by "
+                            "stem, so keep only one of the two")
+
+
 def _value_table(values: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
     lut = np.full(256, VOID, dtype=np.uint8)
     allowed = np.zeros(256, dtype=bool)
@@ -117,16 +133,35 @@ def discover_bundles(root: str | Path, names: list[str] | None = None) -> list[A
         raise UserError(root, "data folder not found")
     found = {p.name: p for p in sorted(root.iterdir()) if (p / "images").is_dir()}
     if not found:
-        raise UserError(root, "no benchmark folders found (expected <root>/<Name>/images and labels_masks)")
+        hint = ": this looks like one dataset folder, give its parent" if (root / "images").is_dir() else ""
+        raise UserError(root, f"no benchmark folders found (expected <root>/<Name>/images and labels_masks){hint}")
     if names is None:
-        return [AnomalyBundle(path) for path in found.values()]
-    chosen = []
-    for name in names:
-        folder = _resolve(name, found)
-        if folder is None:
-            raise UserError(root, f"dataset {name!r} not found (available: {', '.join(found)})")
-        chosen.append(AnomalyBundle(found[folder]))
-    return chosen
+        bundles = [AnomalyBundle(path) for path in found.values()]
+    else:
+        bundles = []
+        for name in names:
+            folder = _resolve(name, found)
+            if folder is None:
+                present = next((p for p in root.iterdir() if p.is_dir() and p.name.lower() == name.lower()), None)
+                if present is not None:  # the folder is there but is no benchmark: say what it lacks
+                    AnomalyBundle(present)
+                raise UserError(root, f"dataset {name!r} not found (available: {', '.join(found)})")
+            bundles.append(AnomalyBundle(found[folder]))
+    _check_unique_names(bundles)
+    return bundles
+
+
+def _check_unique_names(bundles: list[AnomalyBundle]) -> None:
+    """Results are keyed by dataset name: one benchmark twice (asked twice, or two folders of it) is an error."""
+    seen: dict[str, AnomalyBundle] = {}
+    for bundle in bundles:
+        other = seen.setdefault(bundle.name, bundle)
+        if other is bundle:
+            continue
+        if other.folder == bundle.folder:
+            raise UserError(None, f"dataset {bundle.name!r} is asked for twice")
+        raise UserError(bundle.folder,
+                        f"is the same benchmark ({bundle.name}) as folder {other.folder.name}: keep one of the two")
 
 
 def _resolve(name: str, found: dict[str, Path]) -> str | None:

@@ -1,6 +1,7 @@
 """Cityscapes layout: ``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with ``gtFine/<split>/<city>/*_gtFine_labelIds.png``.
 
-Label ids are mapped to the 19 train ids (255 = ignore) on load; no pre-conversion step is needed.
+Label ids are mapped to the 19 train ids (255 = ignore) on load; no pre-conversion step is needed. A label file
+holding values that are no Cityscapes label id (34..254) is an error: it is most likely another kind of file.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from roadanomaly.data.io import read_image, read_label
-from roadanomaly.data.labels import label_ids_to_train_ids
+from roadanomaly.data.io import is_listed_file, read_image, read_label
+from roadanomaly.data.labels import LABELS, label_ids_to_train_ids
 from roadanomaly.errors import UserError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
+KNOWN_IDS = np.zeros(256, dtype=bool)
+KNOWN_IDS[[label.id for label in LABELS]] = True
+KNOWN_IDS[255] = True  # what id -1 ('license plate') becomes in an 8-bit file
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class CityscapesDataset:
         for needed in (images_dir, labels_dir):
             if not needed.is_dir():
                 raise UserError(needed, "folder not found (expected a Cityscapes layout: leftImg8bit/ and gtFine/)")
-        self.image_paths = sorted(images_dir.glob(f"*/*{IMAGE_SUFFIX}"))
+        self.image_paths = sorted(p for p in images_dir.glob(f"*/*{IMAGE_SUFFIX}") if is_listed_file(p))
         if not self.image_paths:
             raise UserError(images_dir, f"no images found (expected <city>/*{IMAGE_SUFFIX})")
         self.label_paths = []
@@ -59,4 +63,8 @@ class CityscapesDataset:
                 f"label is {label_ids.shape[0]}x{label_ids.shape[1]} but its image is "
                 f"{image.shape[0]}x{image.shape[1]}",
             )
+        unknown = np.flatnonzero(np.bincount(label_ids.ravel(), minlength=256) * ~KNOWN_IDS)
+        if unknown.size:
+            raise UserError(label_path, f"unknown Cityscapes label ids {unknown.tolist()} (expected 0..33 as in "
+                            f"*{LABEL_SUFFIX})")
         return CityscapesSample(image, label_ids_to_train_ids(label_ids), image_path)
