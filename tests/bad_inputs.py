@@ -506,6 +506,7 @@ def _looked_for(dataset: str, index: int, hint: str = "") -> Callable[[Tree], st
     return problem
 
 
+TRUNCATED = "cannot read image: the file is truncated (its data ends early)"
 EXTENSIONS = ".png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff"
 FOLDER_NOT_FOUND = "folder not found (expected <Name>/images and <Name>/labels_masks)"
 NO_BENCHMARKS = "no benchmark folders found (expected <root>/<Name>/images and labels_masks)"
@@ -523,13 +524,13 @@ def accepted_conversions(tree: Tree) -> Damage:
 LATE = dict(after_first=True)
 CASES: tuple[Case, ...] = (
     # images
-    Case("image_zero_bytes", image_zero_bytes, "empty file (0 bytes)", workers=1, resume=True, **LATE),
-    Case("image_truncated_png", image_truncated_png, "image data is truncated (the file ends early)", workers=1,
+    Case("image_zero_bytes", image_zero_bytes, "cannot read image: empty file (0 bytes)", workers=1, resume=True, **LATE),
+    Case("image_truncated_png", image_truncated_png, TRUNCATED, workers=1,
          resume=True, **LATE),
-    Case("image_truncated_jpeg", image_truncated_jpeg, "image data is truncated (the file ends early)", **LATE),
-    Case("image_not_an_image", image_not_an_image, "not an image: its contents match no known image format",
+    Case("image_truncated_jpeg", image_truncated_jpeg, TRUNCATED, **LATE),
+    Case("image_not_an_image", image_not_an_image, "cannot read image: its contents are in no known image format",
          workers=1, **LATE),
-    Case("image_float_tiff", image_float_tiff, "floating-point image: expected 8- or 16-bit samples", **LATE),
+    Case("image_float_tiff", image_float_tiff, "cannot read image: floating-point samples (expected 8- or 16-bit)", **LATE),
     Case("accepted_conversions", accepted_conversions, None, workers=1),
     # labels
     Case("label_unknown_value", label_unknown_value, "unknown label values [9] (expected [0, 1, 255])",
@@ -539,7 +540,7 @@ CASES: tuple[Case, ...] = (
     Case("label_other_size", label_other_size, "label is 16x24 but its image is 32x48", **LATE),
     Case("label_colour", label_colour, "label must be a single-channel image, found mode RGB", **LATE),
     Case("label_16bit_out_of_range", label_16bit_out_of_range, "label values outside 0..255 (found 1000)", **LATE),
-    Case("label_zero_bytes", label_zero_bytes, "empty file (0 bytes)", workers=1, **LATE),
+    Case("label_zero_bytes", label_zero_bytes, "cannot read label: empty file (0 bytes)", workers=1, **LATE),
     # pairing and folders (found before any image is read)
     Case("missing_label", missing_label, _looked_for(LATER, 1)),
     Case("label_as_jpeg", label_as_jpeg, _looked_for(LATER, 1, "; found {stem}.jpg, but labels must be .png files")),
@@ -561,7 +562,7 @@ CASES: tuple[Case, ...] = (
          options=lambda t, d: ["--weights", str(t.weights), "--data", str(t.data / FIRST)]),
     Case("missing_data_root", missing_data_root, "data folder not found"),
     # Cityscapes (after the anomaly dataset)
-    Case("cityscapes_image_zero_bytes", city_image_zero_bytes, "empty file (0 bytes)", datasets=(FIRST,),
+    Case("cityscapes_image_zero_bytes", city_image_zero_bytes, "cannot read image: empty file (0 bytes)", datasets=(FIRST,),
          cityscapes=True, workers=1, resume=True, **LATE),
     Case("cityscapes_unknown_label_id", city_unknown_label_id,
          "unknown Cityscapes label ids [40] (expected 0..33 as in *_gtFine_labelIds.png)", datasets=(FIRST,),

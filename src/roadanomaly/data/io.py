@@ -28,59 +28,61 @@ def is_listed_file(path: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -
     return path.suffix.lower() in extensions and not path.name.startswith(".") and path.is_file()
 
 
-def _open(path: Path) -> Image.Image:
-    """The image at ``path``, fully decoded (close it after use); an unreadable file is a UserError naming it."""
+def _open(path: Path, role: str) -> Image.Image:
+    """The ``role`` ("image" or "label") file at ``path``, fully decoded (close it after use); an unreadable file
+    is a UserError naming it and saying why."""
     try:
         if path.stat().st_size == 0:
-            raise UserError(path, "empty file (0 bytes)")
+            raise UserError(path, f"cannot read {role}: empty file (0 bytes)")
         image = Image.open(path)
     except UserError:
         raise
-    except Exception as error:  # noqa: BLE001 - see _unreadable
-        raise _unreadable(path, error) from None
+    except Exception as error:  # noqa: BLE001 - see _why
+        raise UserError(path, f"cannot read {role}: {_why(error)}") from None
     try:
         image.load()
     except Exception as error:  # noqa: BLE001
         image.close()
-        raise _unreadable(path, error) from None
+        raise UserError(path, f"cannot read {role}: {_why(error)}") from None
     return image
 
 
-def _unreadable(path: Path, error: Exception) -> UserError:
-    """The one-line report of a file that cannot be decoded (a damaged file can make a decoder raise anything)."""
+def _why(error: Exception) -> str:
+    """Why a file cannot be decoded, in a few words (a damaged file can make a decoder raise almost anything)."""
     if isinstance(error, FileNotFoundError):
-        return UserError(path, "no such file")
+        return "no such file"
     if isinstance(error, IsADirectoryError):
-        return UserError(path, "is a folder, not an image file")
+        return "it is a folder"
     if isinstance(error, UnidentifiedImageError):
-        return UserError(path, "not an image: its contents match no known image format")
+        return "its contents are in no known image format"
     if isinstance(error, Image.DecompressionBombError):
-        return UserError(path, f"image too large to decode ({first_line(error)})")
+        return f"too large to decode ({first_line(error)})"
     if isinstance(error, OSError) and "truncated" in str(error).lower():
-        return UserError(path, "image data is truncated (the file ends early)")
+        return "the file is truncated (its data ends early)"
     if isinstance(error, OSError):
-        return UserError(path, f"image data is corrupt ({first_line(error)})")
-    return UserError(path, f"image data is corrupt ({type(error).__name__}: {first_line(error)})")
+        return f"corrupt data ({first_line(error)})"
+    return f"corrupt data ({type(error).__name__}: {first_line(error)})"
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB (grey, palette, alpha and 16-bit images converted, see the module)."""
     path = Path(path)
-    with _open(path) as image:
+    with _open(path, "image") as image:
         if image.mode in _SIXTEEN_BIT or image.mode == "I":
             grey = np.asarray(image).astype(np.int64)
             if grey.size and (grey.min() < 0 or grey.max() > 65535):
-                raise UserError(path, f"{image.mode} image values outside 0..65535: expected 8- or 16-bit samples")
+                raise UserError(path, f"cannot read image: {image.mode} values outside 0..65535 (expected 8- or "
+                                "16-bit samples)")
             return np.ascontiguousarray(np.repeat((grey >> 8).astype(np.uint8)[..., None], 3, axis=2))
         if image.mode == "F":
-            raise UserError(path, "floating-point image: expected 8- or 16-bit samples")
+            raise UserError(path, "cannot read image: floating-point samples (expected 8- or 16-bit)")
         return np.ascontiguousarray(np.asarray(image.convert("RGB")))
 
 
 def read_label(path: str | Path) -> np.ndarray:
     """Read a single-channel label map as (H, W) uint8 (palette images give their indices)."""
     path = Path(path)
-    with _open(path) as image:
+    with _open(path, "label") as image:
         if image.mode not in _LABEL_MODES:
             raise UserError(path, f"label must be a single-channel image, found mode {image.mode}")
         array = np.asarray(image)
