@@ -521,16 +521,17 @@ def accepted_conversions(tree: Tree) -> Damage:
     return Damage(None)
 
 
-LATE = dict(after_first=True)
+LATE = {"after_first": True}
 CASES: tuple[Case, ...] = (
     # images
-    Case("image_zero_bytes", image_zero_bytes, "cannot read image: empty file (0 bytes)", workers=1, resume=True, **LATE),
+    Case("image_zero_bytes", image_zero_bytes, "cannot read image: empty file (0 bytes)", workers=1, **LATE),
     Case("image_truncated_png", image_truncated_png, TRUNCATED, workers=1,
          resume=True, **LATE),
     Case("image_truncated_jpeg", image_truncated_jpeg, TRUNCATED, **LATE),
     Case("image_not_an_image", image_not_an_image, "cannot read image: its contents are in no known image format",
          workers=1, **LATE),
-    Case("image_float_tiff", image_float_tiff, "cannot read image: floating-point samples (expected 8- or 16-bit)", **LATE),
+    Case("image_float_tiff", image_float_tiff, "cannot read image: floating-point samples (expected 8- or 16-bit)",
+         **LATE),
     Case("accepted_conversions", accepted_conversions, None, workers=1),
     # labels
     Case("label_unknown_value", label_unknown_value, "unknown label values [9] (expected [0, 1, 255])",
@@ -558,12 +559,13 @@ CASES: tuple[Case, ...] = (
     Case("one_benchmark_in_two_folders", one_benchmark_in_two_folders,
          "is the same benchmark (RoadObstacle21) as folder RoadObstacle21: keep one of the two", datasets=None),
     Case("empty_data_root", empty_data_root, NO_BENCHMARKS),
-    Case("data_root_is_one_dataset", one_dataset_folder, NO_BENCHMARKS + ": this looks like one dataset folder, give its parent",
+    Case("data_root_is_one_dataset", one_dataset_folder,
+         NO_BENCHMARKS + ": this looks like one dataset folder, give its parent",
          options=lambda t, d: ["--weights", str(t.weights), "--data", str(t.data / FIRST)]),
     Case("missing_data_root", missing_data_root, "data folder not found"),
     # Cityscapes (after the anomaly dataset)
-    Case("cityscapes_image_zero_bytes", city_image_zero_bytes, "cannot read image: empty file (0 bytes)", datasets=(FIRST,),
-         cityscapes=True, workers=1, resume=True, **LATE),
+    Case("cityscapes_image_zero_bytes", city_image_zero_bytes, "cannot read image: empty file (0 bytes)",
+         datasets=(FIRST,), cityscapes=True, workers=1, resume=True, **LATE),
     Case("cityscapes_unknown_label_id", city_unknown_label_id,
          "unknown Cityscapes label ids [40] (expected 0..33 as in *_gtFine_labelIds.png)", datasets=(FIRST,),
          cityscapes=True, **LATE),

@@ -83,7 +83,7 @@ def _environment() -> dict[str, str]:
 
 def _cli(args: list[str], output: Path) -> Run:
     done = subprocess.run([sys.executable, "-m", "roadanomaly", *args], capture_output=True, text=True,
-                          env=_environment(), timeout=600)
+                          env=_environment(), timeout=600, check=False)
     document = json.loads(output.read_text()) if output.exists() else None
     progress_file = output.with_name(output.name + ".progress.pt")
     progress = Progress.load(progress_file) if progress_file.exists() else None
@@ -238,9 +238,9 @@ class _Broken:
     """A logits predictor (random logits) that puts ``value`` at one pixel of one class for the image ``bad``."""
 
     spec = OutputSpec("logits")
-    info: dict = {}
 
     def __init__(self, bad: np.ndarray, value: float) -> None:
+        self.info: dict = {}
         self.bad, self.value = torch.from_numpy(bad.copy()).permute(2, 0, 1), value
         self.generator = torch.Generator().manual_seed(0)
 
