@@ -47,7 +47,7 @@ def toolkit_reference(frames, num_bins=768):
     return {
         "auprc": np.sum(np.diff(tpr) * precision[1:]),
         "fpr95": fpr[at95],
-        "auroc": np.trapezoid(tpr, fpr),
+        "auroc": np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2),  # np.trapz / np.trapezoid
         "best_f1_threshold": point_thresholds[np.nanargmax(f1)],
     }
 
@@ -116,6 +116,8 @@ def test_smiyc_state_merges_and_round_trips():
         smiyc_pixel_metrics([(np.full((3, 3), 1e6), np.ones((3, 3), np.uint8))])
     with pytest.raises(ValueError, match="keys"):
         SmiycPixelMetric().load_state_dict({"totals": torch.zeros(2)})
+    with pytest.raises(ValueError, match=r"one 2-D frame per update, got \(2, 3, 3\)"):
+        SmiycPixelMetric().update(torch.zeros(2, 3, 3), torch.zeros(2, 3, 3, dtype=torch.uint8))
 
 
 def test_presets_are_named_data():

@@ -117,7 +117,11 @@ class SmiycPixelMetric:
         self._frames = 0
 
     def update(self, scores: ArrayLike, labels: ArrayLike) -> None:
-        """Add one frame: ``scores`` (stored as float16, no NaN) and ``labels`` (0, 1, 255) of the same shape."""
+        """Add one frame: 2-D ``scores`` (stored as float16, no NaN; or a leading batch dimension of 1) and
+        ``labels`` (0, 1, 255) of the same shape."""
+        shape = tuple(np.shape(scores))
+        if len(shape) != 2 and not (len(shape) == 3 and shape[0] == 1):
+            raise ValueError(f"the SMIYC pixel metric bins each frame: give one 2-D frame per update, got {shape}")
         flat_scores, flat_labels = as_flat_tensors(scores, labels, ("scores", "labels"))
         check_no_nan(flat_scores)
         flat_labels, has_void = anomaly_labels_as_uint8(flat_labels)
