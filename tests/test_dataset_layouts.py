@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -102,11 +103,19 @@ def test_discovery_finds_every_layout_and_filters_by_name(tmp_path):
     make_smiyc(tmp_path)
     make_lostandfound(tmp_path / "dataset_LostAndFound")
     make_road_anomaly(tmp_path / "RoadAnomaly_jpg")
+    # the RoadAnomaly bundle and the original release share a name: choose one by folder
+    with pytest.raises(UserError) as info:
+        discover_datasets(tmp_path)
+    assert str(info.value) == (f"{tmp_path}: 2 datasets are named 'RoadAnomaly' (folders RoadAnomaly, "
+                               "RoadAnomaly_jpg): choose one by its folder name with --datasets")
+    assert [type(d).__name__ for d in discover_datasets(tmp_path, ["roadanomaly_jpg"])] == ["RoadAnomalyOriginal"]
+    assert [type(d).__name__ for d in discover_datasets(tmp_path, ["RoadAnomaly"])] == ["AnomalyBundle"]
+    shutil.rmtree(tmp_path / "RoadAnomaly")
     datasets = discover_datasets(tmp_path)
     names = [d.name for d in datasets]
     assert sorted(names) == sorted([
         "AnomalyTrack", "ObstacleTrack", "LostAndFound-test", "LostAndFound-train", "RoadAnomaly",
-        "RoadAnomaly21", "RoadObstacle21", "FS_LostFound_full", "fs_static", "RoadAnomaly",
+        "RoadAnomaly21", "RoadObstacle21", "FS_LostFound_full", "fs_static",
     ])
     by_type = {type(d).__name__ for d in datasets}
     assert by_type == {"AnomalyBundle", "SmiycTrack", "LostAndFound", "RoadAnomalyOriginal"}

@@ -7,8 +7,10 @@ Recognised, in ``root`` itself or in its direct subfolders:
 - Road Anomaly original release (``frame_list.json`` + ``frames/``): ``RoadAnomaly``;
 - every other subfolder with ``images/``: a benchmark bundle (:mod:`roadanomaly.data.bundle`).
 
-Datasets are named by their canonical name; ``names`` selects them case-insensitively by that name or by their
-folder's name (``LostAndFound`` selects all its splits).
+Datasets are named by their canonical name; ``names`` selects them case-insensitively by the name of their folder
+or, when no folder is called so, by their canonical name (``LostAndFound`` selects all its splits). Two chosen
+datasets with one name (say a ``RoadAnomaly`` bundle and the original ``RoadAnomaly_jpg`` release) are an error
+that asks to choose one by folder name.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class Found:
     """A dataset found on disk, not loaded yet: its name, the names that select it, and how to load it."""
 
     name: str
-    aliases: frozenset[str]
+    folder: Path
+    aliases: frozenset[str]  # lower-case names, besides the folder's, that select it
     load: Callable[[], Any]
 
 
@@ -45,23 +48,20 @@ def find_datasets(root: str | Path) -> list[Found]:
     if not root.is_dir():
         raise UserError(root, "data folder not found")
     found: list[Found] = []
-    bundle_folders: list[str] = []
     for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        aliases = {folder.name.lower()}
         track = smiyc_track_name(folder)
         if track is not None and (folder / "images").is_dir():
-            found.append(Found(track, frozenset(aliases | {track.lower()}), lambda f=folder: SmiycTrack(f)))
+            found.append(Found(track, folder, frozenset({track.lower()}), lambda f=folder: SmiycTrack(f)))
         elif is_road_anomaly(folder):
-            found.append(Found("RoadAnomaly", frozenset(aliases | {"roadanomaly"}),
+            found.append(Found("RoadAnomaly", folder, frozenset({"roadanomaly"}),
                                lambda f=folder: RoadAnomalyOriginal(f)))
         elif splits := lostandfound_splits(folder):
             for split in splits:
                 name = f"LostAndFound-{split}"
-                found.append(Found(name, frozenset(aliases | {name.lower(), "lostandfound"}),
+                found.append(Found(name, folder, frozenset({name.lower(), "lostandfound"}),
                                    lambda f=folder, s=split: LostAndFound(f, s)))
         elif folder != root and (folder / "images").is_dir():
-            bundle_folders.append(folder.name)
-            found.append(Found(_bundle_name(folder.name), frozenset(aliases | _bundle_aliases(folder.name)),
+            found.append(Found(_bundle_name(folder.name), folder, frozenset(_bundle_aliases(folder.name)),
                                lambda r=root, n=folder.name: discover_bundles(r, [n])[0]))
     return found
 
@@ -75,15 +75,21 @@ def discover_datasets(root: str | Path, names: list[str] | None = None) -> list[
     found = find_datasets(root)
     if not found:
         raise UserError(root, f"no datasets found ({LAYOUT_HELP})")
-    if names is None:
-        return [entry.load() for entry in found]
     chosen: list[Found] = []
-    for name in names:
-        matches = [entry for entry in found if name.lower() in entry.aliases | {entry.name.lower()}]
+    for name in names if names is not None else []:
+        wanted = name.lower()
+        matches = [e for e in found if e.folder.name.lower() == wanted] or [
+            e for e in found if wanted in e.aliases | {e.name.lower()}]
         if not matches:
             available = ", ".join(dict.fromkeys(entry.name for entry in found))
             raise UserError(root, f"dataset {name!r} not found (available: {available})")
         chosen += [entry for entry in matches if entry not in chosen]
+    chosen = chosen if names is not None else found
+    for entry in chosen:
+        twins = [e.folder.name for e in chosen if e.name == entry.name]
+        if len(twins) > 1:
+            raise UserError(root, f"{len(twins)} datasets are named {entry.name!r} (folders {', '.join(twins)}): "
+                                  "choose one by its folder name with --datasets")
     return [entry.load() for entry in chosen]
 
 
