@@ -4,7 +4,7 @@ import torch
 
 from roadanomaly.metrics import AnomalyMetric
 from roadanomaly.metrics.components import ComponentMetric, component_metrics
-from roadanomaly.metrics.smiyc import SmiycPixelMetric, smiyc_pixel_metrics
+from roadanomaly.metrics.smiyc import SmiycPixelMetric, frame_bins, smiyc_pixel_metrics
 from roadanomaly.protocol import PROTOCOL_PRESETS, EvalProtocol
 from roadanomaly.scoring import ScoringConfig
 
@@ -50,6 +50,24 @@ def toolkit_reference(frames, num_bins=768):
         "auroc": np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2),  # np.trapz / np.trapezoid
         "best_f1_threshold": point_thresholds[np.nanargmax(f1)],
     }
+
+
+def test_frame_bins_equal_numpy_quantile_and_histogram():
+    rng = np.random.default_rng(4)
+    for trial in range(300):
+        n = int(rng.integers(1, 1500))
+        spread = [rng.random(n), rng.normal(0, 40, n), rng.integers(-3, 4, n) * 0.01, np.exp(rng.normal(0, 2, n))]
+        values = spread[trial % 4].astype(np.float16)
+        is_anomaly = rng.random(n) < rng.random()
+        thresholds, pos, neg = frame_bins(values, is_anomaly)
+        edges = [np.array([0.0, 1.0])]
+        for part in (values[is_anomaly], values[~is_anomaly]):
+            if part.size:
+                edges.append(np.quantile(part, np.linspace(0, 1, min(384, part.size))))
+        edges = np.unique(np.concatenate(edges))
+        np.testing.assert_array_equal(thresholds, edges[:-1][::-1])
+        np.testing.assert_array_equal(pos, np.histogram(values[is_anomaly], edges)[0][::-1])
+        np.testing.assert_array_equal(neg, np.histogram(values[~is_anomaly], edges)[0][::-1])
 
 
 def smiyc_frames(seed, count=5, shape=(30, 40)):

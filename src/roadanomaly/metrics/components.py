@@ -157,10 +157,11 @@ class _FrameStore:
         self._folder: Path | None = None
 
     def add(self, scores: np.ndarray, labels: np.ndarray) -> None:
-        rows, cols = np.nonzero(labels != VOID)
+        valid = labels != VOID
+        rows, cols = np.flatnonzero(valid.any(1)), np.flatnonzero(valid.any(0))
         if rows.size == 0:
             return  # nothing valid: no component of either kind
-        box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
         scores, labels = np.array(scores[box]), np.array(labels[box])
         size = scores.nbytes + labels.nbytes
         if self.in_memory + size <= self.memory_limit:

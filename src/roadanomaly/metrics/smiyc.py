@@ -49,16 +49,44 @@ _STATE_KEYS = ("thresholds", "positives", "negatives", "totals")
 
 
 def frame_bins(scores: np.ndarray, is_anomaly: np.ndarray, num_bins: int = NUM_BINS) -> tuple[np.ndarray, ...]:
-    """Thresholds (float64, descending) and per-bin anomaly / in-distribution counts of one frame's valid pixels."""
-    positive, negative = scores[is_anomaly], scores[~is_anomaly]
+    """Thresholds (float64, descending) and per-bin anomaly / in-distribution counts of one frame's valid pixels.
+
+    Equal to ``numpy.quantile`` + ``numpy.histogram`` on the float16 ``scores`` as the toolkit calls them, but each
+    class is sorted once (as float32, exact for float16 values) and the quantiles and counts are read from it.
+    """
+    classes = [np.sort(scores[mask].astype(np.float32)) for mask in (is_anomaly, ~is_anomaly)]
     edges = [np.array([0.0, 1.0])]
-    for values in (positive, negative):
-        if values.size:
-            edges.append(np.quantile(values, np.linspace(0.0, 1.0, min(num_bins // 2, values.size))))
+    for ordered in classes:
+        if ordered.size:
+            levels = np.linspace(0.0, 1.0, min(num_bins // 2, ordered.size))
+            edges.append(linear_quantiles(ordered.astype(np.float16), levels))
     edges = np.unique(np.concatenate(edges))
-    pos = np.histogram(positive, bins=edges)[0][::-1]
-    neg = np.histogram(negative, bins=edges)[0][::-1]
-    return edges[:-1][::-1].astype(np.float64), pos.astype(np.int64), neg.astype(np.int64)
+    pos, neg = (_histogram_sorted(ordered.astype(np.float64), edges)[::-1] for ordered in classes)
+    return edges[:-1][::-1].astype(np.float64), pos, neg
+
+
+def linear_quantiles(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``numpy.quantile(values, levels)`` (method "linear") from the sorted ``values``, bit for bit: the virtual
+    index ``(n - 1) * q``, the two neighbours, and their lerp (difference in the values' dtype, from the upper
+    neighbour when the weight is >= 0.5)."""
+    n = ordered.size
+    virtual = (n - 1) * levels
+    below = np.floor(virtual)
+    weight = virtual - below
+    below = below.astype(np.intp)
+    lower, upper = ordered[below], ordered[np.minimum(below + 1, n - 1)]
+    step = upper - lower
+    result = lower + step * weight
+    high = weight >= 0.5
+    result[high] = (upper - step * (1 - weight))[high]
+    return result
+
+
+def _histogram_sorted(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``numpy.histogram(values, edges)`` counts from the sorted values: half-open bins, the last one closed."""
+    cumulative = np.searchsorted(ordered, edges, side="left")
+    cumulative[-1] = np.searchsorted(ordered, edges[-1], side="right")
+    return np.diff(cumulative).astype(np.int64)
 
 
 def curve_from_entries(
