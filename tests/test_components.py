@@ -171,6 +171,10 @@ def test_deferred_threshold_equals_the_fixed_best_f1_threshold(tmp_path):
         def best_f1_threshold(self):
             return threshold
 
+    as_bf16 = [(torch.from_numpy(s).bfloat16(), l) for s, l in frames]  # exact values of bfloat16 scores
+    assert component_metrics(as_bf16, threshold=0.5) == component_metrics(
+        [(s.float().numpy(), l) for s, l in as_bf16], threshold=0.5)
+
     on_disk = ComponentMetric.for_track("anomaly", Source(), memory_limit=0)
     for s, l in frames:
         on_disk.update(torch.from_numpy(s)[None], torch.from_numpy(l)[None])

@@ -251,6 +251,8 @@ class ComponentMetric:
         label_t = anomaly_labels_as_uint8(label_t.reshape(-1))[0].view(label_t.shape)
         if self.score_dtype is not None:
             score_t = score_t.to(self.score_dtype)
+        elif score_t.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds every value exactly
+            score_t = score_t.float()
         if self._fixed is not None:
             self._add(frame_components(score_t.numpy(), label_t.numpy(), self._fixed, self.min_pred_size,
                                        self.min_gt_size))
