@@ -15,8 +15,8 @@ __all__ = [
 ]
 
 
-def write_report(document, out_dir, inline: bool = False):
-    """Write ``out_dir/index.html`` with its plots (see :func:`roadanomaly.report.html.write_report`)."""
+def write_report(document, out_dir, inline: bool = False, overlay_sources=()):
+    """Write ``out_dir/index.html`` with its figures (see :func:`roadanomaly.report.html.write_report`)."""
     from roadanomaly.report.html import write_report as _write_report
 
-    return _write_report(document, out_dir, inline=inline)
+    return _write_report(document, out_dir, inline=inline, overlay_sources=overlay_sources)

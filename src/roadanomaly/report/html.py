@@ -51,7 +51,8 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = doc["results"]
-    datasets = list(dict.fromkeys([*(r["dataset"] for r in rows), *(c.get("dataset") for c in doc.get("curves", []))]))
+    named = [*(r["dataset"] for r in rows), *(c.get("dataset") for c in doc.get("curves", []))]
+    datasets = list(dict.fromkeys(named))
     plots = {d: dataset_plots(doc, d, out / PLOTS_DIR) for d in datasets}
     overlays, missing = collect_overlays(doc, out, overlay_sources)
     page = _Page(out, inline)
@@ -163,7 +164,7 @@ def _segmentation(segmentation: dict[str, Any] | None) -> str:
 def collect_overlays(
     doc: dict[str, Any], out: Path, sources: Sequence[str | Path] = ()
 ) -> tuple[list[dict[str, Any]], int]:
-    """The overlay items of ``doc`` whose PNG is in ``out`` (copied there when found elsewhere) and the number missing."""
+    """Overlay items of ``doc`` whose PNG is in ``out`` (copied there when found elsewhere), and the number missing."""
     recorded = doc.get("extras", {}).get("overlays") if isinstance(doc.get("extras"), dict) else None
     if not isinstance(recorded, dict) or not isinstance(recorded.get("items"), list):
         return [], 0
