@@ -43,4 +43,4 @@ def make_document(
                                "inlier": np.histogram(scores[~labels], edges)[0].tolist(),
                                "anomaly": np.histogram(scores[labels], edges)[0].tolist()})
     return {"protocol": dict(protocol or PROTOCOL), "model": {"name": "erfnet", "classes": 20, "weights": "w.pth"},
-            "results": results, "segmentation": None, "curves": curves, "histograms": histograms, "extras": {}}
+            "results": results, "curves": curves, "histograms": histograms}

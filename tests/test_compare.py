@@ -136,6 +136,6 @@ def test_compare_user_mistakes(tmp_path, capsys):
     assert main(["compare", str(paths[0])]) == 2
     assert capsys.readouterr().err == "roadanomaly: error: compare needs at least two results files\n"
     assert main(["compare", str(paths[0]), str(tmp_path / "missing.json")]) == 2
-    assert capsys.readouterr().err == f"roadanomaly: error: {tmp_path / 'missing.json'}: results file not found\n"
+    assert capsys.readouterr().err == f"roadanomaly: error: {tmp_path / 'missing.json'}: no such results file\n"
     assert main(["compare", *map(str, paths), "--names", "x"]) == 2
     assert capsys.readouterr().err == "roadanomaly: error: --names gives 1 name(s) for 2 results files\n"

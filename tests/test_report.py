@@ -177,8 +177,8 @@ def test_extremes_recorder_keeps_the_k_best_and_worst_by_per_image_auprc(tmp_pat
     assert recorder._best == {} and recorder._worst == {}
     document = make_document(datasets=("SynthAnomaly",))
     recorder.finish(document)
-    items = document["extras"]["overlays"]["items"]
-    assert document["extras"]["overlays"]["root"] == str((tmp_path / "report").resolve())
+    items = document["overlays"]["items"]
+    assert document["overlays"]["root"] == str((tmp_path / "report").resolve())
     for method, aps in expected.items():
         ranked = sorted(aps, key=aps.get, reverse=True)
         for kind, wanted in (("best", ranked[:2]), ("worst", ranked[::-1][:2])):
@@ -202,7 +202,7 @@ def test_extremes_recorder_ranks_on_thumbnails_of_large_images(tmp_path):
         recorder.on_image("D", f"img_{i}.jpg", image, label, {"msp": score})
     document = {"results": []}
     recorder.finish(document)
-    items = document["extras"]["overlays"]["items"]
+    items = document["overlays"]["items"]
     assert [(i["kind"], i["image"]) for i in items] == [("best", "img_0.jpg"), ("worst", "img_2.jpg")]
     for item in items:
         assert _png_size(tmp_path / item["path"]) == (50, 25)
@@ -244,14 +244,20 @@ def test_report_cli_reuses_the_overlays_a_results_file_names(tmp_path, capsys):
 @pytest.mark.parametrize(
     "content, problem",
     [
-        (None, "results file not found"),
-        ("{not json", "not a JSON file (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        (None, "no such results file"),
+        ("{not json", "not readable JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
         ("[1, 2]", "not a roadanomaly results file: expected a JSON object, found a list"),
         ('{"protocol": {}}', 'not a roadanomaly results file: no "results" list'),
         ('{"results": [{"dataset": "a", "method": "msp", "auprc": 0.5}]}',
-         "not a roadanomaly results file: results[0] lacks 'fpr95', 'auroc'"),
-        ('{"results": [{"dataset": "a", "method": "msp", "auprc": "high", "fpr95": 0, "auroc": 1}]}',
+         "not a roadanomaly results file: results[0] lacks 'fpr95', 'auroc', 'pixels', 'anomaly_pixels', 'images'"),
+        ('{"results": [{"dataset": "a", "method": "msp", "auprc": "high", "fpr95": 0, "auroc": 1, "pixels": 1, '
+         '"anomaly_pixels": 1, "images": 1}]}',
          "not a roadanomaly results file: results[0].auprc is a string, expected a number or null"),
+        ('{"results": [{"dataset": "a", "method": "msp", "auprc": 1, "fpr95": 0, "auroc": 1, "pixels": 1.5, '
+         '"anomaly_pixels": 1, "images": 1}]}',
+         "not a roadanomaly results file: results[0].pixels is a number, expected an integer"),
+        ('{"results": [7]}', "not a roadanomaly results file: results[0] is a number, expected an object"),
+        ('{"protocol": [], "results": []}', 'not a roadanomaly results file: "protocol" is a list, expected an object'),
     ],
 )
 def test_bad_results_files_are_one_line_user_errors(tmp_path, capsys, content, problem):
@@ -260,6 +266,47 @@ def test_bad_results_files_are_one_line_user_errors(tmp_path, capsys, content, p
         path.write_text(content)
     assert main(["report", str(path), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == f"roadanomaly: error: {path}: {problem}\n"
+
+
+def test_engine_observer_to_report_end_to_end(tmp_path):
+    """The evaluation engine feeds the recorder; the saved document names the overlays; the page shows them."""
+    import torch
+
+    from fixtures import make_bundle, make_erfnet_checkpoint
+    from roadanomaly.data.bundle import discover_bundles
+    from roadanomaly.evaluation import EvaluationEngine
+    from roadanomaly.inference import load_predictor
+    from roadanomaly.protocol import EvalProtocol
+    from roadanomaly.results import ResultsDocument
+
+    torch.set_num_threads(1)
+    make_bundle(tmp_path / "data", size=(32, 48), images=3)
+    make_erfnet_checkpoint(tmp_path / "w.pth")
+    report = tmp_path / "report"
+    recorder = ExtremesRecorder(report, k=1)
+    engine = EvaluationEngine(load_predictor("erfnet", tmp_path / "w.pth"), EvalProtocol(), ["msp", "energy"],
+                              workers=0, progress_bars=False, observers=[recorder], output=tmp_path / "results.json")
+    document = engine.run(discover_bundles(tmp_path / "data", ["fs_static"]))
+    assert isinstance(document, ResultsDocument)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    items = saved["overlays"]["items"]
+    assert {(i["method"], i["kind"]) for i in items} == {(m, k) for m in ("msp", "energy") for k in ("best", "worst")}
+    page = _parse(write_report(document, report))
+    cells = [r for r in page.rows if r]
+    assert [(c[0]["text"], c[1]["text"]) for c in cells] == [("fs_static", "msp"), ("fs_static", "energy")]
+    for cells_row, row in zip(cells, saved["results"]):
+        assert float(cells_row[2]["value"]) == row["auprc"]
+    assert sorted(i["src"] for i in page.images if i["src"].startswith("overlays/")) == sorted(i["path"] for i in items)
+
+
+def test_temperature_sweep_rows_are_their_own_methods(tmp_path, capsys):
+    document = make_document(datasets=("fs_static",), methods=("msp",))
+    swept = {**document["results"][0], "temperature": 2.0, "auprc": 0.5}
+    document["results"].append(swept)
+    assert "msp T=2" in format_table(document["results"])
+    page = _parse(write_report(document, tmp_path / "r"))
+    labels = [(c[1]["text"], float(c[2]["value"])) for c in page.rows if c]
+    assert labels == [("msp", document["results"][0]["auprc"]), ("msp T=2", 0.5)]
 
 
 def _chromium() -> str | None:

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options
 from roadanomaly.data.io import IMAGE_EXTENSIONS, read_image
 from roadanomaly.errors import UserError
-from roadanomaly.inference import load_predictor, model_kind_names
+from roadanomaly.inference import load_predictor
 from roadanomaly.protocol import EvalProtocol, parse_size
 from roadanomaly.report.render import heatmap, overlay, resize_image, save_png
-from roadanomaly.scoring import ALL_METHOD_NAMES, ScoringConfig, available_methods, compute_scores
+from roadanomaly.scoring import ALL_METHOD_NAMES, ScoringConfig, available_methods, check_methods, compute_scores
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -29,9 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         ),
     )
     parser.add_argument("input", type=Path, help="an image file or a folder of images")
-    parser.add_argument("--model", default="erfnet", help=f"model kind (default: erfnet; known: "
-                        f"{', '.join(model_kind_names())})")
-    parser.add_argument("--weights", required=True, type=Path, help="checkpoint file (or, for EoMT, an HF folder)")
+    add_model_arguments(parser)
     parser.add_argument("--method", default="msp",
                         help=f"comma-separated scores (default: msp; known: {', '.join(ALL_METHOD_NAMES)})")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
@@ -41,11 +40,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature T (default 1)")
     parser.add_argument("--include-void", action="store_true",
                         help="keep ERFNet's void channel among the classes for msp/entropy/energy")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--crop-size", type=int, help="EoMT: window size (default: the model's input size)")
-    parser.add_argument("--autocast", choices=("bf16", "fp16"), help="EoMT on CUDA: mixed-precision inference")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="allow checkpoints that hold more than tensors (full unpickling: trusted files only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -102,10 +96,14 @@ def score_image(predictor, image: np.ndarray, methods: list[str], config: Scorin
 def run(args: argparse.Namespace) -> int:
     methods = parse_methods(args.method)
     images = input_images(args.input)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(None, f"--device {args.device} asked for, but no CUDA device is available")
-    predictor = load_predictor(args.model, args.weights, device=args.device, trust_pickle=args.trust_pickle,
-                               crop_size=args.crop_size, autocast=args.autocast)
+    check_device(args.device)
+    predictor = load_predictor(args.model, args.weights, device=args.device, **model_options(args))
+    spec = getattr(predictor, "spec", None)
+    if spec is not None:  # a predictor that declares its outputs: check the methods before any image
+        try:
+            check_methods(methods, spec)
+        except ValueError as error:
+            raise UserError(None, str(error)) from None
     config = ScoringConfig(args.temperature, args.include_void)
     protocol = EvalProtocol(args.size)
     args.out.mkdir(parents=True, exist_ok=True)

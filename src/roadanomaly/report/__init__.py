@@ -1,7 +1,8 @@
 """Presenting results: the terminal table, the JSON results file, plots, the HTML report and comparisons."""
 
-from roadanomaly.report.document import as_dict, check_document, load_results, results_document, write_json
+from roadanomaly.report.document import as_dict, check_document, load_results, results_document
 from roadanomaly.report.table import RESULTS_COLUMNS, format_table
+from roadanomaly.results import write_json
 
 __all__ = [
     "RESULTS_COLUMNS",

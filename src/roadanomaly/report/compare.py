@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roadanomaly.report.table import LOWER_IS_BETTER, align, metric_columns, percent
+from roadanomaly.report.table import LOWER_IS_BETTER, align, method_label, metric_columns, percent
 
 FORMATS: tuple[str, ...] = ("terminal", "markdown", "csv", "latex")
 MISSING = "-"
@@ -18,7 +18,10 @@ ABSENT = "<absent>"
 
 @dataclass
 class Comparison:
-    """Rows (dataset, method) x columns (metric, run): ``values[(dataset, method)][key][run]`` (None when absent)."""
+    """Rows (dataset, method) x columns (metric, run): ``values[(dataset, method)][key][run]`` (None when absent).
+
+    A row of a temperature sweep is its own method, ``msp T=2``.
+    """
 
     names: list[str]
     columns: list[tuple[str, str]]
@@ -45,14 +48,14 @@ def compare(documents: Sequence[dict[str, Any]], names: Sequence[str]) -> Compar
     """Collect every (dataset, method) of every document, in first-seen order, with each run's metrics."""
     all_rows = [r for d in documents for r in d["results"]]
     columns = metric_columns(all_rows)
-    keys = list(dict.fromkeys((r["dataset"], r["method"]) for r in all_rows))
+    keys = list(dict.fromkeys((r["dataset"], method_label(r)) for r in all_rows))
     datasets = list(dict.fromkeys(k[0] for k in keys))
     keys = [k for d in datasets for k in keys if k[0] == d]
     values = {k: {metric: [None] * len(documents) for metric, _ in columns} for k in keys}
     for i, document in enumerate(documents):
         for r in document["results"]:
             for metric, _ in columns:
-                values[(r["dataset"], r["method"])][metric][i] = r.get(metric)
+                values[(r["dataset"], method_label(r))][metric][i] = r.get(metric)
     return Comparison(list(names), columns, keys, values)
 
 

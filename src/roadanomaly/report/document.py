@@ -1,21 +1,21 @@
-"""The JSON results document: building it, writing it atomically, and reading it back with one-line errors.
+"""Reading results documents for presentation: the plain-dict form, checked, with one-line errors.
 
-Readers here work on the plain-dict form ``{"protocol", "model", "results": [...], "curves", "histograms",
-"extras", ...}``; :func:`as_dict` accepts that dict or any object with ``to_dict()`` (such as a results dataclass).
+Readers here work on the dict that :meth:`roadanomaly.results.ResultsDocument.to_dict` writes (``{"protocol",
+"model", "results": [...], "curves", "histograms", ...extras}``); :func:`as_dict` accepts that dict or a
+``ResultsDocument``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from roadanomaly.errors import UserError, first_line
+from roadanomaly.results import ResultsDocument
 
-ROW_KEYS: tuple[str, ...] = ("dataset", "method", "auprc", "fpr95", "auroc")
+ROW_KEYS: tuple[str, ...] = ("dataset", "method", "auprc", "fpr95", "auroc", "pixels", "anomaly_pixels", "images")
 """Keys every row of ``results`` must have."""
 
 
@@ -25,21 +25,6 @@ def results_document(
     """The JSON results document: ``{"protocol", "model", "results": [...]}`` plus any extra fields."""
     rows = [r if isinstance(r, dict) else r.to_dict() for r in results]
     return {"protocol": protocol, "model": model, "results": rows, **extra}
-
-
-def write_json(path: str | Path, document: Any) -> None:
-    """Write ``document`` (a dict, or anything with ``to_dict()``) atomically: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(as_dict(document), handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def as_dict(document: Any) -> dict[str, Any]:
@@ -53,16 +38,19 @@ def as_dict(document: Any) -> dict[str, Any]:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read and check a results file; a missing, non-JSON or wrongly shaped file is a :class:`UserError`."""
+    """Read and check a results file, as the plain dict :class:`~roadanomaly.results.ResultsDocument` writes.
+
+    A missing, non-JSON or wrongly shaped file is a :class:`UserError` naming the file and the first problem.
+    """
     path = Path(path)
     if not path.is_file():
-        raise UserError(path, "results file not found")
+        raise UserError(path, "no such results file")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UserError(path, f"not a JSON file ({first_line(error)})") from None
-    check_document(document, path)
-    return document
+        raise UserError(path, f"not readable JSON ({first_line(error)})") from None
+    check_document(data, path)
+    return ResultsDocument.from_dict(data, path).to_dict()
 
 
 def check_document(document: Any, where: str | Path | None = None) -> None:
@@ -86,7 +74,13 @@ def _shape_problem(document: Any) -> str | None:
         missing = [k for k in ROW_KEYS if k not in row]
         if missing:
             return f"results[{i}] lacks {', '.join(repr(k) for k in missing)}"
-        for key in ROW_KEYS[2:]:
+        for key in ("dataset", "method"):
+            if not isinstance(row[key], str):
+                return f"results[{i}].{key} is {_json_type(row[key])}, expected a string"
+        for key in ("pixels", "anomaly_pixels", "images"):
+            if not isinstance(row[key], int) or isinstance(row[key], bool):
+                return f"results[{i}].{key} is {_json_type(row[key])}, expected an integer"
+        for key in ("auprc", "fpr95", "auroc"):
             if row[key] is not None and not _is_number(row[key]):
                 return f"results[{i}].{key} is {_json_type(row[key])}, expected a number or null"
     for key in ("curves", "histograms"):

@@ -17,7 +17,7 @@ from PIL import Image
 
 from roadanomaly.report.document import as_dict, check_document
 from roadanomaly.report.plots import Plot, dataset_plots
-from roadanomaly.report.table import LOWER_IS_BETTER, field, metric_columns, ordered_rows, percent
+from roadanomaly.report.table import LOWER_IS_BETTER, field, method_label, metric_columns, ordered_rows, percent
 
 PLOTS_DIR = "plots"
 
@@ -43,7 +43,7 @@ def write_report(
 ) -> Path:
     """Write ``out_dir/index.html`` and its figures; return the page's path.
 
-    Overlays named in ``extras["overlays"]`` are taken from ``out_dir`` or copied there from the folder they were
+    Overlays named in the document's ``overlays`` are taken from ``out_dir`` or copied there from the folder they were
     recorded in or from ``overlay_sources``; those found nowhere are reported on the page.
     """
     doc = as_dict(document)
@@ -107,7 +107,7 @@ def results_table(rows: Sequence[dict[str, Any]]) -> str:
         share = f"{100.0 * (r.get('anomaly_pixels') or 0) / pixels:.2f}" if pixels else "n/a"
         first = " class='first'" if previous is not None and previous != r["dataset"] else ""
         previous = r["dataset"]
-        lines.append(f"<tr{first}><td>{escape(str(r['dataset']))}</td><td>{escape(str(r['method']))}</td>"
+        lines.append(f"<tr{first}><td>{escape(str(r['dataset']))}</td><td>{escape(method_label(r))}</td>"
                      f"{''.join(cells)}<td class='num'>{escape(str(r.get('images', '')))}</td>"
                      f"<td class='num'>{share}</td></tr>")
     lines.append("</tbody></table>")
@@ -165,7 +165,7 @@ def collect_overlays(
     doc: dict[str, Any], out: Path, sources: Sequence[str | Path] = ()
 ) -> tuple[list[dict[str, Any]], int]:
     """Overlay items of ``doc`` whose PNG is in ``out`` (copied there when found elsewhere), and the number missing."""
-    recorded = doc.get("extras", {}).get("overlays") if isinstance(doc.get("extras"), dict) else None
+    recorded = doc.get("overlays")
     if not isinstance(recorded, dict) or not isinstance(recorded.get("items"), list):
         return [], 0
     roots = [Path(p) for p in (recorded.get("root"), *sources) if p]

@@ -52,7 +52,7 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
 
 @dataclass
 class OverlayEntry:
-    """One written overlay, as recorded in ``document.extras["overlays"]["items"]``."""
+    """One written overlay, as recorded in the document's ``overlays["items"]``."""
 
     dataset: str
     method: str
@@ -137,7 +137,10 @@ class ExtremesRecorder:
         return OverlayEntry(dataset, method, kind, rank, thumb.image_path, ap, relative.as_posix())
 
     def finish(self, document: Any) -> None:
-        """Write what is left and record every overlay in ``document``'s ``extras["overlays"]``."""
+        """Write what is left and record every overlay in ``document.extras["overlays"]`` (JSON: ``"overlays"``).
+
+        The record is ``{"root": report folder, "items": [OverlayEntry as a dict, ...]}``.
+        """
         for dataset in list(dict.fromkeys(k[0] for k in self._best)):
             self.on_dataset_end(dataset)
         extras = _extras(document)
@@ -157,10 +160,7 @@ def _numpy(array: Any) -> np.ndarray:
 
 
 def _extras(document: Any) -> dict[str, Any]:
+    """Where extra fields go: a ResultsDocument's ``extras``; the top level of its plain-dict form."""
     if isinstance(document, dict):
-        return document.setdefault("extras", {})
-    extras = getattr(document, "extras", None)
-    if extras is None:
-        extras = {}
-        document.extras = extras
-    return extras
+        return document
+    return document.extras

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from roadanomaly.report.render import require_matplotlib, slug
+from roadanomaly.report.table import method_label
 
 DPI = 100
 CURVE_SIZE: tuple[int, int] = (600, 450)
@@ -56,12 +57,14 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def _metric(rows: Sequence[dict[str, Any]], dataset: str, method: str, key: str) -> float | None:
-    row = next((r for r in rows if r.get("dataset") == dataset and r.get("method") == method), None)
+def _metric(rows: Sequence[dict[str, Any]], curve: dict[str, Any], key: str) -> float | None:
+    wanted = (curve.get("dataset"), curve.get("method"), curve.get("temperature"))
+    row = next((r for r in rows if (r.get("dataset"), r.get("method"), r.get("temperature")) == wanted), None)
     return None if row is None else row.get(key)
 
 
-def _label(method: str, name: str, value: float | None) -> str:
+def _label(curve: dict[str, Any], name: str, value: float | None) -> str:
+    method = method_label(curve)
     return method if value is None else f"{method} ({name} {100 * value:.1f} %)"
 
 
@@ -74,11 +77,11 @@ def curve_plot(document: dict[str, Any], dataset: str, kind: str, path: Path) ->
     for curve in curves:
         data = curve[kind]
         if kind == "pr":
-            value = _metric(rows, dataset, curve["method"], "auprc")
-            ax.plot(data["recall"], data["precision"], label=_label(curve["method"], "AuPRC", value), lw=1.5)
+            value = _metric(rows, curve, "auprc")
+            ax.plot(data["recall"], data["precision"], label=_label(curve, "AuPRC", value), lw=1.5)
         else:
-            value = _metric(rows, dataset, curve["method"], "auroc")
-            ax.plot(data["fpr"], data["tpr"], label=_label(curve["method"], "AUROC", value), lw=1.5)
+            value = _metric(rows, curve, "auroc")
+            ax.plot(data["fpr"], data["tpr"], label=_label(curve, "AUROC", value), lw=1.5)
     if kind == "pr":
         ax.set(xlabel="recall", ylabel="precision", title=f"{dataset}: precision-recall")
         share = _anomaly_share(rows, dataset)
@@ -116,7 +119,7 @@ def histogram_plot(document: dict[str, Any], dataset: str, path: Path) -> Plot:
         edges = np.asarray(h["edges"], dtype=np.float64)
         for key, colour, name in (("inlier", "tab:blue", "in-distribution"), ("anomaly", "tab:red", "anomaly")):
             ax.stairs(_density(h[key], edges), edges, color=colour, fill=True, alpha=0.35, label=name)
-        ax.set_title(h["method"], fontsize=10)
+        ax.set_title(method_label(h), fontsize=10)
         ax.set_xlabel("score", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_yticks([])

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-RESULTS_COLUMNS: tuple[tuple[str, str], ...] = (("auprc", "AuPRC"), ("fpr95", "FPR95"), ("auroc", "AUROC"))
+from roadanomaly.results import COMPONENT_METRICS, METRIC_TITLES, PIXEL_METRICS
+
+RESULTS_COLUMNS: tuple[tuple[str, str], ...] = tuple((key, METRIC_TITLES[key]) for key in PIXEL_METRICS)
 """The pixel metrics every row has: (key, title)."""
-OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = (("siou", "sIoU"), ("ppv", "PPV"), ("mean_f1", "mean F1"))
+OPTIONAL_COLUMNS: tuple[tuple[str, str], ...] = tuple((key, METRIC_TITLES[key]) for key in COMPONENT_METRICS)
 """Component-level metrics: shown only when some row has a value."""
 LOWER_IS_BETTER: frozenset[str] = frozenset({"fpr95"})
 
@@ -30,12 +32,16 @@ def percent(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{100.0 * value:.{digits}f}"
 
 
+def method_label(row: Any) -> str:
+    """The method's name, with its temperature when a sweep produced the row (``msp T=2``)."""
+    temperature = field(row, "temperature")
+    return str(field(row, "method")) if temperature is None else f"{field(row, 'method')} T={temperature:g}"
+
+
 def ordered_rows(rows: Sequence[Any]) -> list[Any]:
-    """Rows grouped by dataset (first-seen order), methods in first-seen order inside each dataset."""
+    """Rows grouped by dataset (first-seen order), otherwise in their own order."""
     datasets = list(dict.fromkeys(field(r, "dataset") for r in rows))
-    methods = list(dict.fromkeys(field(r, "method") for r in rows))
-    by_key = {(field(r, "dataset"), field(r, "method")): r for r in rows}
-    return [by_key[(d, m)] for d in datasets for m in methods if (d, m) in by_key]
+    return sorted(rows, key=lambda r: datasets.index(field(r, "dataset")))
 
 
 def format_table(results: Sequence[Any]) -> str:
@@ -49,7 +55,7 @@ def format_table(results: Sequence[Any]) -> str:
         pixels, anomaly = field(r, "pixels", 0) or 0, field(r, "anomaly_pixels", 0) or 0
         share = f"{100.0 * anomaly / pixels:.2f}" if pixels else "n/a"
         cells = [percent(field(r, key)) for key, _ in columns]
-        rows.append([str(field(r, "dataset")), str(field(r, "method")), *cells, str(field(r, "images", "")), share])
+        rows.append([str(field(r, "dataset")), method_label(r), *cells, str(field(r, "images", "")), share])
     return align([header, *rows], left=2)
 
 
