@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from roadanomaly.data.bundle import ANOMALY, VOID
+from roadanomaly.labels import ANOMALY, VOID
 from roadanomaly.report.render import (
     overlay,
     resize_image,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from roadanomaly.data.bundle import ANOMALY, VOID
+from roadanomaly.labels import ANOMALY, VOID
 from roadanomaly.errors import UserError
 
 COLORMAP = "inferno"
