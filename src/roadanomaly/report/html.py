@@ -65,13 +65,15 @@ def write_report(
         "<h2>Protocol</h2>",
         key_value_table(doc.get("protocol", {}), "protocol"),
     ]
-    if not doc.get("curves") and not doc.get("histograms"):
+    has_figures = bool(doc.get("curves") or doc.get("histograms"))
+    if not has_figures:
         body.append("<p class='note'>This results file holds no curves or histograms.</p>")
     if missing:
         body.append(f"<p class='note'>{missing} overlay image(s) named in the results were not found.</p>")
     for dataset in datasets:
         body.append(f"<h2>{escape(dataset)}</h2>")
-        body.append(page.figures(plots[dataset]))
+        if plots[dataset] or has_figures:
+            body.append(page.figures(plots[dataset]))
         body.append(page.overlays([o for o in overlays if o["dataset"] == dataset]))
     html = (
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
