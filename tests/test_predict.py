@@ -107,3 +107,28 @@ def test_predict_user_mistakes(tmp_path, erfnet, capsys):
                        "(looked for .png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff)")
         assert main(argv) == 2, argv
         assert capsys.readouterr().err == f"roadanomaly: error: {problem}\n"
+
+
+def test_any_registered_kind_eomt(tmp_path, capsys):
+    from eomt_fixtures import Tiny, official_state_dict
+
+    torch.save(official_state_dict(Tiny(classes=19)), tmp_path / "eomt.bin")
+    image = _image(tmp_path / "road.png", size=(32, 48), seed=5)
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "road.png"), "--model", "eomt", "--weights", str(tmp_path / "eomt.bin"),
+                 "--method", "rba,noobject", "--out", str(out), "--npy", "--quiet"]) == 0
+    predictor = load_predictor("eomt", tmp_path / "eomt.bin")
+    outputs = predictor(torch.from_numpy(image).permute(2, 0, 1)[None])
+    expected = compute_scores(outputs, ["rba", "noobject"])
+    for method in ("rba", "noobject"):
+        saved = np.load(out / f"road_{method}.npy")
+        np.testing.assert_allclose(saved.astype(np.float32), expected[method][0].numpy(), rtol=2**-11, atol=1e-7)
+    # RbA by its formula on the class scores, in numpy
+    rba = -np.tanh(outputs.class_scores[0].double().numpy()).sum(axis=0)
+    np.testing.assert_allclose(np.load(out / "road_rba.npy").astype(np.float64), rba, rtol=2**-10, atol=1e-5)
+    capsys.readouterr()
+    # a method the kind does not produce is refused up front, before anything is written
+    assert main(["predict", str(tmp_path / "road.png"), "--model", "eomt", "--weights", str(tmp_path / "eomt.bin"),
+                 "--method", "msp,void", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("roadanomaly: error: method 'void' is not defined for this model")
+    assert not list(out.glob("*void*")) and not (out / "road_msp.npy").exists()

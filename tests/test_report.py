@@ -299,12 +299,16 @@ def test_engine_observer_to_report_end_to_end(tmp_path):
     assert sorted(i["src"] for i in page.images if i["src"].startswith("overlays/")) == sorted(i["path"] for i in items)
 
 
-def test_temperature_sweep_rows_are_their_own_methods(tmp_path, capsys):
+def test_temperature_sweep_rows_are_their_own_methods_and_miou_is_shown(tmp_path):
     document = make_document(datasets=("fs_static",), methods=("msp",))
     swept = {**document["results"][0], "temperature": 2.0, "auprc": 0.5}
     document["results"].append(swept)
+    document["segmentation"] = {"dataset": "/data/cityscapes", "split": "val", "miou": 0.45678}
     assert "msp T=2" in format_table(document["results"])
-    page = _parse(write_report(document, tmp_path / "r"))
+    index = write_report(document, tmp_path / "r")
+    page = _parse(index)
+    assert ("<p id='miou'>Segmentation mIoU on /data/cityscapes val: <strong>45.68 %</strong></p>"
+            in index.read_text())
     labels = [(c[1]["text"], float(c[2]["value"])) for c in page.rows if c]
     assert labels == [("msp", document["results"][0]["auprc"]), ("msp T=2", 0.5)]
 
