@@ -142,6 +142,9 @@ def test_average_precision_matches_sklearn_with_ties():
         labels[0] = True
         scores = rng.integers(0, 6, 300).astype(np.float32)  # many ties
         assert average_precision(scores, labels) == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+    labels = np.array([0, 1, 0, 1, 1, 0], bool)
+    as_uint8 = np.array([0, 255, 3, 200, 7, 1], np.uint8)
+    assert average_precision(as_uint8, labels) == pytest.approx(average_precision_score(labels, as_uint8.astype(float)))
     with pytest.raises(ValueError):
         average_precision(np.ones(4), np.zeros(4, bool))
 

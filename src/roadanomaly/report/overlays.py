@@ -36,12 +36,14 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
 
     Tied scores form one threshold. Raises ValueError when there is no positive.
     """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
+    scores = np.asarray(scores).ravel()
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)  # negating unsigned integers would wrap around
     positives = np.asarray(positives, dtype=bool).ravel()
     total = int(positives.sum())
     if total == 0:
         raise ValueError("average precision needs at least one positive")
-    order = np.argsort(-scores, kind="stable")
+    order = np.argsort(-scores)  # any order inside a run of ties: only each run's end is read
     scores, positives = scores[order], positives[order]
     ends = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # last index of each run of equal scores
     true_pos = np.cumsum(positives)[ends]
