@@ -248,7 +248,8 @@ def test_report_cli_reuses_the_overlays_a_results_file_names(tmp_path, capsys):
     "content, problem",
     [
         (None, "no such results file"),
-        ("{not json", "not readable JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        ("{not json",
+         "not readable JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
         ("[1, 2]", "not a roadanomaly results file: expected a JSON object, found a list"),
         ('{"protocol": {}}', 'not a roadanomaly results file: no "results" list'),
         ('{"results": [{"dataset": "a", "method": "msp", "auprc": 0.5}]}',
