@@ -194,6 +194,23 @@ def test_extremes_recorder_keeps_the_k_best_and_worst_by_per_image_auprc(tmp_pat
     assert all("clean" not in i["image"] for i in items)
 
 
+def test_with_few_images_the_worst_do_not_repeat_the_best(tmp_path):
+    rng = np.random.default_rng(5)
+    recorder = ExtremesRecorder(tmp_path, k=2)
+    aps = {}
+    for i in range(3):
+        image, label, score = _scene(rng, noise=0.4 * (i + 1))
+        recorder.on_image("D", f"img_{i}.png", image, label, {"msp": score})
+        valid = label != 255
+        aps[f"img_{i}.png"] = average_precision_score(label[valid] == 1, score[valid])
+    document = {"results": []}
+    recorder.finish(document)
+    ranked = sorted(aps, key=aps.get, reverse=True)
+    items = document["overlays"]["items"]
+    assert [(i["kind"], i["rank"], i["image"]) for i in items] == [
+        ("best", 1, ranked[0]), ("best", 2, ranked[1]), ("worst", 1, ranked[2])]
+
+
 def test_extremes_recorder_ranks_on_thumbnails_of_large_images(tmp_path):
     rng = np.random.default_rng(1)
     recorder = ExtremesRecorder(tmp_path, k=1, max_side=50)

@@ -4,7 +4,8 @@ The engine calls :meth:`ExtremesRecorder.on_image` for every image, :meth:`~Extr
 each dataset and :meth:`~ExtremesRecorder.finish` with the results document. Images are ranked by their own AuPRC
 (average precision of the score against the anomaly pixels, void ignored), computed on a thumbnail whose longer
 side is at most ``max_side``; images without an anomaly pixel are not ranked. Only the k best and k worst
-thumbnails of the current dataset are held; a dataset's overlays are written when it ends.
+thumbnails of the current dataset are held; a dataset's overlays are written when it ends. An image among the
+best is not listed again among the worst (which then holds fewer than k when a dataset has under 2k images).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class ExtremesRecorder:
         for key in [k for k in self._best if k[0] == dataset]:
             best, worst = self._best.pop(key), self._worst.pop(key)
             ranked_best = sorted(best, key=lambda e: (-e[0], -e[1]))
-            ranked_worst = sorted(worst, key=lambda e: (-e[0], -e[1]))
+            shown = {e[2].image_path for e in ranked_best}  # with under 2k images, best and worst do not repeat
+            ranked_worst = sorted((e for e in worst if e[2].image_path not in shown), key=lambda e: (-e[0], -e[1]))
             for kind, ranked, sign in (("best", ranked_best, 1.0), ("worst", ranked_worst, -1.0)):
                 for rank, (value, _, thumb) in enumerate(ranked, start=1):
                     self.entries.append(self._write(key, kind, rank, sign * value, thumb))
