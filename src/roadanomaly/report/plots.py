@@ -93,7 +93,7 @@ def curve_plot(document: dict[str, Any], dataset: str, kind: str, path: Path) ->
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{dataset}: ROC")
     ax.set(xlim=(0, 1), ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left" if kind == "pr" else "lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     figure.tight_layout()
     _save(figure, path)
     return Plot(dataset, kind, path, *CURVE_SIZE)
