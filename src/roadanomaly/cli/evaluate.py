@@ -17,7 +17,8 @@ from roadanomaly.evaluation import (
 )
 from roadanomaly.inference import load_predictor
 from roadanomaly.protocol import PROTOCOL_PRESETS, EvalProtocol, parse_size
-from roadanomaly.report import format_table
+from roadanomaly.report import format_table, write_report
+from roadanomaly.report.overlays import ExtremesRecorder
 from roadanomaly.scoring import ALL_METHOD_NAMES, ScoringConfig
 
 
@@ -64,6 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help=f"write the progress file every N images (default {DEFAULT_SAVE_EVERY})")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"data loading processes (default {DEFAULT_WORKERS}; 0 = inline)")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="also write an HTML report into DIR: index.html with the table, PR/ROC curves, score "
+                        "histograms and overlays of each method's best and worst images")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -127,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, progress_bars=not args.quiet, output=args.output,
         progress_file=progress_file_for(args.output, ranks.rank, ranks.world), save_every=args.save_every,
         resume=args.resume, ranks=ranks,
+        observers=[ExtremesRecorder(args.report)] if args.report is not None and ranks.is_main else [],
     )
     document = engine.run(datasets, segmentation)
     if not ranks.is_main:
@@ -136,4 +141,6 @@ def run(args: argparse.Namespace) -> int:
     if document.segmentation is not None:
         print(f"mIoU ({args.split}): {100 * document.segmentation['miou']:.2f} %")
     print(f"results written to {args.output}")
+    if args.report is not None:
+        print(f"report written to {write_report(document, args.report)}")
     return 0
