@@ -10,6 +10,7 @@ from roadanomaly.inference import MODEL_KINDS, load_predictor, model_kind, model
 from roadanomaly.inference.pixel_model import LogitsPredictor
 from roadanomaly.inference.registry import ModelKind, register_model_kind
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PIXEL = {"void_channel", "mean", "std", "pad_to"}
 
 
