@@ -126,6 +126,17 @@ def test_exports_run_any_batch_and_size_divisible_by_8(enet):
     assert (enet["folder"] / "net.onnx.data").is_file()  # the ONNX weights live beside the model
 
 
+@pytest.mark.parametrize("kind", ["python", pytest.param("exported", marks=needs_onnx)])
+def test_a_size_the_model_cannot_take_suggests_pad_to(enet, kind):
+    spec, extra = (python_spec(enet), {"model_kwargs": KWARGS}) if kind == "python" else (kind, {})
+    predictor = load_predictor(spec, enet["files"][kind], **extra)
+    with pytest.raises(UserError) as error:
+        predictor(images((1, 3, 36, 52)))
+    message = one_line(error)
+    assert message.startswith(f"{predictor.source}: model failed on input (1, 3, 36, 52): ")
+    assert message.endswith(" (if it needs sizes divisible by N, pass --pad-to N)")
+
+
 def test_low_resolution_logits_are_resized_bilinearly_then_cropped(enet, tmp_path):
     torch.manual_seed(1)
     model = load_enet_class(enet["source"])(**KWARGS, half_res=True).eval()
@@ -323,7 +334,8 @@ OUTPUTS = {
     "string": ("'logits'", "model output is a str, expected (B, C, h, w) logits with B = 2"),
     "one_channel": ("x[:, :1]", "model output has 1 channel, expected C >= 2 class logits"),
     "integer": ("x.long()", "model output has dtype torch.int64, expected floating-point logits"),
-    "raises": ("x.view(7)", "model failed on input (2, 3, 6, 8): RuntimeError: shape '[7]' is invalid for input of size 288"),
+    "raises": ("x.view(7)", "model failed on input (2, 3, 6, 8): RuntimeError: shape '[7]' is invalid for input of size 288 "
+                            "(if it needs sizes divisible by N, pass --pad-to N)"),
 }  # fmt: skip
 
 
@@ -368,6 +380,7 @@ def test_shared_options_are_checked(enet):
         ({"std": [0.5, 0.5, 0.5, 0.5]}, "--std takes 3 values (R, G, B on RGB scaled to [0, 1]), got 4"),
         ({"std": [0.5, 0.0, 0.5]}, "--std values must be > 0, got [0.5, 0.0, 0.5]"),
         ({"pad_to": -8}, "--pad-to must be >= 1, got -8"),
+        ({"pad_to": 0}, "--pad-to must be >= 1, got 0"),
         ({"void_channel": -1}, "--void-channel must be a channel index >= 0, got -1"),
     ]
     for options, problem in cases:

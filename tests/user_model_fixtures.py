@@ -37,7 +37,8 @@ def write_conv1x1_onnx(path: Path, weight: np.ndarray, external_data: bool = Fal
 
 
 ENET_SOURCE = '''
-"""A small ENet-like network (Paszke et al. 2016): initial block, bottlenecks (down, dilated, asymmetric), upsampling."""
+"""A small ENet-like network (Paszke et al. 2016): initial block, bottlenecks (down, dilated, asymmetric), upsampling
+with skip connections."""
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -119,10 +120,10 @@ class ENet(nn.Module):
             self.classifier = nn.ConvTranspose2d(width, num_classes, 2, stride=2)
 
     def forward(self, x):
-        x = self.initial(x)
-        x = self.stage1(self.down1(x))
-        x = self.stage2(self.down2(x))
-        x = self.up2(self.up1(x))
+        half = self.initial(x)
+        quarter = self.stage1(self.down1(half))
+        x = self.stage2(self.down2(quarter))
+        x = self.up2(self.up1(x) + quarter) + half  # skips: sizes must be divisible by 8
         return self.classifier(x)
 '''
 

@@ -23,6 +23,7 @@ class ERFNetPredictor(LogitsPredictor):
             device,
             void_channel=model.void_channel,
             pad_to=8,
+            source=(info or {}).get("weights"),
             info={"name": "erfnet", "classes": model.num_classes, **(info or {})},
         )
 

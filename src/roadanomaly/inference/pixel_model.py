@@ -104,7 +104,7 @@ class LogitsPredictor:
         self.std = rgb_triple(std, "--std")
         if self.std is not None and min(self.std) <= 0:
             raise UserError(None, f"--std values must be > 0, got {list(self.std)}")
-        self.pad_to = int(pad_to or 1)
+        self.pad_to = 1 if pad_to is None else int(pad_to)
         if self.pad_to < 1:
             raise UserError(None, f"--pad-to must be >= 1, got {self.pad_to}")
         self.input_size = None if input_size is None else (int(input_size[0]), int(input_size[1]))
@@ -129,8 +129,9 @@ class LogitsPredictor:
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - the user's model may raise anything
-            shape = tuple(x.shape)
-            raise UserError(self.source, f"model failed on input {shape}: {type(error).__name__}: {first_line(error)}") from None
+            hint = " (if it needs sizes divisible by N, pass --pad-to N)" if self.pad_to == 1 and not self.input_size else ""
+            problem = f"model failed on input {tuple(x.shape)}: {type(error).__name__}: {first_line(error)}{hint}"
+            raise UserError(self.source, problem) from None
 
     def _logits(self, output: Any, batch: int) -> Tensor:
         logits = select_logits(output)
