@@ -373,6 +373,14 @@ def test_non_finite_logits_name_the_batch_items(tmp_path):
     assert error.value.batch_items == [1, 2] and error.value.problem.startswith("model output holds")
 
 
+def test_huge_finite_logits_whose_sum_overflows_are_accepted():
+    from roadanomaly.inference.pixel_model import LogitsPredictor
+
+    predictor = LogitsPredictor(lambda x: torch.full((x.shape[0], 2, *x.shape[2:]), 3e38))
+    assert torch.isinf(torch.full((1, 2, 4, 4), 3e38).sum())
+    assert torch.equal(predictor(images((1, 3, 4, 4))).logits, torch.full((1, 2, 4, 4), 3e38))
+
+
 def test_shared_options_are_checked(enet):
     spec, weights = python_spec(enet), enet["files"]["python"]
     cases = [
