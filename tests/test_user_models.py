@@ -46,9 +46,8 @@ def reference_logits(model, images: torch.Tensor, mean=MEAN, std=STD, pad_to=8) 
     with torch.no_grad():
         logits = model(torch.from_numpy(padded)).numpy()
     if logits.shape[-2:] != (ph, pw):  # bilinear, half-pixel centres (= align_corners=False)
-        logits = np.stack(
-            [cv2.resize(z.transpose(1, 2, 0), (pw, ph), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1) for z in logits]
-        )
+        hwc = [z.transpose(1, 2, 0) for z in logits]
+        logits = np.stack([cv2.resize(z, (pw, ph), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1) for z in hwc])
     return logits[:, :, :h, :w].astype(np.float64)
 
 
@@ -103,7 +102,8 @@ def images(shape=(2, 3, 37, 51), seed=0) -> torch.Tensor:
 def test_every_kind_gives_the_models_own_scores(enet, kind):
     spec = python_spec(enet) if kind == "python" else kind
     extra = {"model_kwargs": json.dumps(KWARGS)} if kind == "python" else {}
-    predictor = load_predictor(spec, enet["files"][kind], mean=list(MEAN), std=list(STD), pad_to=8, void_channel=4, **extra)
+    options = {"mean": list(MEAN), "std": list(STD), "pad_to": 8, "void_channel": 4, **extra}
+    predictor = load_predictor(spec, enet["files"][kind], **options)
     assert (predictor.output_kind, predictor.void_channel) == ("logits", 4)
     assert predictor.info["name"] == kind and predictor.info["weights"] == str(enet["files"][kind])
     batch = images()
@@ -330,12 +330,14 @@ def test_files_of_the_wrong_format(enet):
 
 OUTPUTS = {
     "no_channels": ("x[:, 0]", "model output is a tensor of shape (2, 6, 8), expected (B, C, h, w) logits with B = 2"),
-    "dict": ("{'logits': x}", "model output is a dict without an 'out' entry (keys: logits), expected (B, C, h, w) logits with B = 2"),
+    "dict": ("{'logits': x}",
+             "model output is a dict without an 'out' entry (keys: logits), expected (B, C, h, w) logits with B = 2"),
     "string": ("'logits'", "model output is a str, expected (B, C, h, w) logits with B = 2"),
     "one_channel": ("x[:, :1]", "model output has 1 channel, expected C >= 2 class logits"),
     "integer": ("x.long()", "model output has dtype torch.int64, expected floating-point logits"),
-    "raises": ("x.view(7)", "model failed on input (2, 3, 6, 8): RuntimeError: shape '[7]' is invalid for input of size 288 "
-                            "(if it needs sizes divisible by N, pass --pad-to N)"),
+    "raises": ("x.view(7)",
+               "model failed on input (2, 3, 6, 8): RuntimeError: shape '[7]' is invalid for input of size 288 "
+               "(if it needs sizes divisible by N, pass --pad-to N)"),
 }  # fmt: skip
 
 

@@ -69,7 +69,9 @@ class Bottleneck(nn.Module):
             nn.BatchNorm2d(mid), nn.PReLU(mid),
         )
         if asymmetric:
-            conv = nn.Sequential(nn.Conv2d(mid, mid, (5, 1), padding=(2, 0)), nn.Conv2d(mid, mid, (1, 5), padding=(0, 2)))
+            conv = nn.Sequential(
+                nn.Conv2d(mid, mid, (5, 1), padding=(2, 0)), nn.Conv2d(mid, mid, (1, 5), padding=(0, 2))
+            )
         else:
             conv = nn.Conv2d(mid, mid, 3, padding=dilation, dilation=dilation)
         self.conv = nn.Sequential(conv, nn.BatchNorm2d(mid), nn.PReLU(mid))

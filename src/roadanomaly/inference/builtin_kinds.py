@@ -8,7 +8,7 @@ from typing import Any
 from roadanomaly.inference.registry import ModelKind, register_model_kind
 
 PIXEL_OPTIONS: frozenset[str] = frozenset({"void_channel", "mean", "std", "pad_to"})
-"""Options shared by the per-pixel models a user brings (see :class:`~roadanomaly.inference.pixel_model.LogitsPredictor`)."""
+"""Options of the per-pixel models a user brings (see :class:`~roadanomaly.inference.pixel_model.LogitsPredictor`)."""
 
 
 def _erfnet(weights: Path, **options: Any):
@@ -66,11 +66,11 @@ register_model_kind(
     )
 )
 register_model_kind(
-    ModelKind("torchscript", "a TorchScript file (torch.jit.save) returning (B, C, h, w) logits", _torchscript, PIXEL_OPTIONS)
+    ModelKind("torchscript", "a TorchScript file (torch.jit.save), (B, C, h, w) logits", _torchscript, PIXEL_OPTIONS)
 )
 register_model_kind(
-    ModelKind("exported", "a torch.export program (.pt2) returning (B, C, h, w) logits", _exported, PIXEL_OPTIONS)
+    ModelKind("exported", "a torch.export program (.pt2), (B, C, h, w) logits", _exported, PIXEL_OPTIONS)
 )
 register_model_kind(
-    ModelKind("onnx", "an ONNX model run by onnxruntime (CPU or CUDA), returning (B, C, h, w) logits", _onnx, PIXEL_OPTIONS)
+    ModelKind("onnx", "an ONNX model run by onnxruntime (CPU or CUDA), (B, C, h, w) logits", _onnx, PIXEL_OPTIONS)
 )

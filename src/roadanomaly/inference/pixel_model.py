@@ -129,7 +129,8 @@ class LogitsPredictor:
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - the user's model may raise anything
-            hint = " (if it needs sizes divisible by N, pass --pad-to N)" if self.pad_to == 1 and not self.input_size else ""
+            guess = self.pad_to == 1 and not self.input_size
+            hint = " (if it needs sizes divisible by N, pass --pad-to N)" if guess else ""
             problem = f"model failed on input {tuple(x.shape)}: {type(error).__name__}: {first_line(error)}{hint}"
             raise UserError(self.source, problem) from None
 
@@ -145,7 +146,8 @@ class LogitsPredictor:
         if channels < 2:
             raise UserError(self.source, f"model output has {channels} channel, expected C >= 2 class logits")
         if self.void_channel is not None and self.void_channel >= channels:
-            raise UserError(self.source, f"void channel {self.void_channel} does not exist: the model gives {channels} channels")
+            problem = f"void channel {self.void_channel} does not exist: the model gives {channels} channels"
+            raise UserError(self.source, problem)
         self._check_finite(logits)
         return logits
 

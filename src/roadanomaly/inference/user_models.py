@@ -56,9 +56,8 @@ def parse_model_kwargs(model_kwargs: str | Mapping[str, Any] | None) -> dict[str
         except json.JSONDecodeError as error:
             raise UserError(None, f"--model-kwargs is not valid JSON ({error})") from None
     if not isinstance(model_kwargs, Mapping):
-        raise UserError(
-            None, f"--model-kwargs must be a JSON object such as '{{\"num_classes\": 20}}', not a {type(model_kwargs).__name__}"
-        )
+        example, given = '\'{"num_classes": 20}\'', type(model_kwargs).__name__
+        raise UserError(None, f"--model-kwargs must be a JSON object such as {example}, not a {given}")
     return dict(model_kwargs)
 
 
@@ -137,7 +136,11 @@ def fit_prefix(expected: Sequence[str], state: Mapping[str, Tensor]) -> dict[str
 
 
 def load_python_model(
-    path: Path, name: str, weights: Path, model_kwargs: str | Mapping[str, Any] | None = None, trust_pickle: bool = False
+    path: Path,
+    name: str,
+    weights: Path,
+    model_kwargs: str | Mapping[str, Any] | None = None,
+    trust_pickle: bool = False,
 ) -> nn.Module:
     """Build ``NAME(**model_kwargs)`` from ``path`` and load ``weights`` into it strictly (eval mode)."""
     kwargs = parse_model_kwargs(model_kwargs)
