@@ -9,6 +9,7 @@ from roadanomaly.errors import UserError
 from roadanomaly.inference import MODEL_KINDS, load_predictor, model_kind, model_kind_names
 from roadanomaly.inference.pixel_model import LogitsPredictor
 from roadanomaly.inference.registry import ModelKind, register_model_kind
+from roadanomaly.outputs import OutputSpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PIXEL = {"void_channel", "mean", "std", "pad_to"}
@@ -72,6 +73,7 @@ def test_erfnet_is_a_logits_predictor_that_pads_to_8_and_crops_back(tmp_path, cl
     predictor = load_predictor("erfnet", tmp_path / "erfnet.pth")
     assert isinstance(predictor, LogitsPredictor)
     assert (predictor.output_kind, predictor.void_channel) == ("logits", void)  # known before any forward
+    assert predictor.spec == OutputSpec("logits", void)
     assert predictor.info == {"name": "erfnet", "classes": classes, "weights": str(tmp_path / "erfnet.pth")}
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 21, 30), dtype=np.uint8))
     padded = torch.zeros(2, 3, 24, 32)

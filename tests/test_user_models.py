@@ -12,6 +12,7 @@ from roadanomaly.errors import UserError
 from roadanomaly.inference import load_predictor
 from roadanomaly.inference.pixel_model import NonFiniteOutputError
 from roadanomaly.inference.user_models import fit_prefix, parse_target
+from roadanomaly.outputs import OutputSpec
 from roadanomaly.scoring import compute_scores
 from user_model_fixtures import (
     export_all,
@@ -105,6 +106,7 @@ def test_every_kind_gives_the_models_own_scores(enet, kind):
     options = {"mean": list(MEAN), "std": list(STD), "pad_to": 8, "void_channel": 4, **extra}
     predictor = load_predictor(spec, enet["files"][kind], **options)
     assert (predictor.output_kind, predictor.void_channel) == ("logits", 4)
+    assert predictor.spec == OutputSpec("logits", 4)
     assert predictor.info["name"] == kind and predictor.info["weights"] == str(enet["files"][kind])
     batch = images()
     outputs = predictor(batch)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from roadanomaly.errors import UserError, first_line
-from roadanomaly.outputs import PixelOutputs
+from roadanomaly.outputs import LOGITS, OutputSpec, PixelOutputs
 
 
 class NonFiniteOutputError(UserError):
@@ -79,7 +79,7 @@ class LogitsPredictor:
     named in errors. With ``user_model`` an exception inside ``forward`` becomes a one-line UserError.
     """
 
-    output_kind = "logits"
+    output_kind = LOGITS
 
     def __init__(
         self,
@@ -111,6 +111,11 @@ class LogitsPredictor:
         self.source = None if source is None else str(source)
         self.user_model = user_model
         self.info: dict[str, Any] = dict(info or {})
+
+    @property
+    def spec(self) -> OutputSpec:
+        """Declared outputs, known before any forward pass: class logits, with the void channel if one was given."""
+        return OutputSpec(LOGITS, self.void_channel)
 
     def _normalise(self, x: Tensor) -> Tensor:
         if self.mean is not None:
