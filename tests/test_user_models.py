@@ -224,6 +224,59 @@ def test_onnx_with_a_fixed_size_and_batch_resizes_and_loops(tmp_path):
     np.testing.assert_allclose(logits.numpy(), np.broadcast_to(expected[:, :, None, None], (2, 3, 13, 21)), atol=1e-6)
 
 
+# --- through the CLI --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["python", pytest.param("onnx", marks=needs_onnx)])
+def test_cli_flags_reach_the_model_and_metrics_match_sklearn(enet, tmp_path, kind):
+    from PIL import Image
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from fixtures import make_bundle
+    from roadanomaly.cli import main
+
+    bundle = make_bundle(tmp_path / "bundle", size=(30, 45), images=2)  # not divisible by 8: --pad-to 8 needed
+    model_args = ["--model", python_spec(enet), "--model-kwargs", json.dumps(KWARGS)] if kind == "python" else [
+        "--model", "onnx"]
+    out = tmp_path / "results.json"
+    code = main(["evaluate", *model_args, "--weights", str(enet["files"][kind]), "--void-channel", "4",
+                 "--mean", ",".join(map(str, MEAN)), "--std", ",".join(map(str, STD)), "--pad-to", "8",
+                 "--data", str(bundle), "--datasets", "RoadAnomaly21", "--methods", "msp,void",
+                 "--metric-mode", "exact", "--output", str(out), "--quiet", "--workers", "0"])  # fmt: skip
+    assert code == 0
+    document = json.loads(out.read_text())
+    assert document["model"]["name"] == kind and document["model"]["void_channel"] == 4
+    folder = bundle / "RoadAnomaly21"
+    scores, labels = {"msp": [], "void": []}, []
+    for image_path in sorted((folder / "images").iterdir()):
+        image = torch.from_numpy(np.asarray(Image.open(image_path).convert("RGB")).copy()).permute(2, 0, 1)[None]
+        mask = np.asarray(Image.open(folder / "labels_masks" / f"{image_path.stem}.png"))[None]
+        reference = reference_scores(reference_logits(enet["model"], image), void=4)
+        for name in scores:
+            scores[name].append(reference[name][mask != 255])
+        labels.append(mask[mask != 255] == 1)
+    y = np.concatenate(labels)
+    for row in document["results"]:
+        s = np.concatenate(scores[row["method"]])
+        assert row["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-4), row["method"]
+        assert row["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-4), row["method"]
+        assert row["pixels"] == len(y)
+    assert {r["method"] for r in document["results"]} == {"msp", "void"}
+
+
+def test_cli_reports_a_broken_model_file_in_one_line(tmp_path, capsys):
+    from fixtures import make_bundle
+    from roadanomaly.cli import main
+
+    bundle = make_bundle(tmp_path / "bundle", images=1)
+    bad = write(tmp_path / "bad.py", "import torch\nclass Net(torch.nn.Module)\n    pass\n")
+    torch.save({}, tmp_path / "w.pth")
+    code = main(["evaluate", "--model", f"python:{bad}:Net", "--weights", str(tmp_path / "w.pth"),
+                 "--data", str(bundle), "--quiet", "--workers", "0"])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err == f"roadanomaly: error: {bad}: cannot import: SyntaxError: expected ':' (line 2)\n"
+
+
 # --- a user's mistakes: one line naming the file and the problem -----------------------------------------------
 
 
