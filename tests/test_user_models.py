@@ -371,16 +371,24 @@ def test_weights_that_do_not_fit_are_listed(enet, tmp_path):
 
 @needs_onnx
 def test_files_of_the_wrong_format(enet):
-    weights = enet["files"]["python"]  # a plain state dict
-    with pytest.raises(UserError) as error:
-        load_predictor("onnx", weights)
-    assert one_line(error).startswith(f"{weights}: not a readable ONNX model (")
-    with pytest.raises(UserError) as error:
-        load_predictor("torchscript", weights)
-    assert one_line(error).startswith(f"{weights}: not a TorchScript file (")
-    with pytest.raises(UserError) as error:
-        load_predictor("exported", enet["files"]["torchscript"])
-    assert one_line(error).startswith(f"{enet['files']['torchscript']}: not a torch.export program (")
+    files = enet["files"]
+    cases = [
+        ("onnx", files["python"], "not a readable ONNX model (it is a torch.save checkpoint: use --model "
+                                  "python:FILE.py:NAME, or erfnet/eomt)"),
+        ("torchscript", files["exported"], "not a TorchScript file (it is a torch.export program: use --model exported)"),
+        ("exported", files["torchscript"], "not a torch.export program (it is a TorchScript file: use --model torchscript)"),
+        ("onnx", files["exported"], "not a readable ONNX model (it is a torch.export program: use --model exported)"),
+    ]  # fmt: skip
+    for kind, path, problem in cases:
+        with pytest.raises(UserError) as error:
+            load_predictor(kind, path)
+        assert one_line(error) == f"{path}: {problem}"
+    text = files["python"].with_name("notes.txt")
+    text.write_text("not a model")
+    for kind, problem in (("torchscript", "not a TorchScript file ("), ("exported", "not a torch.export program (")):
+        with pytest.raises(UserError) as error:
+            load_predictor(kind, text)
+        assert one_line(error).startswith(f"{text}: {problem}")
 
 
 OUTPUTS = {

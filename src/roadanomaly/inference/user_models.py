@@ -20,6 +20,7 @@ import json
 import logging
 import sys
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from hashlib import sha1
@@ -154,6 +155,23 @@ def load_python_model(
 # --- TorchScript and torch.export ------------------------------------------------------------------------------
 
 
+def guess_format(path: Path) -> str | None:
+    """What a file given to the wrong kind looks like (a torch zip archive of some sort), for the error message."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(n.endswith("/archive_format") for n in names):
+        return "it is a torch.export program: use --model exported"
+    if any("/code/__torch__/" in n for n in names):
+        return "it is a TorchScript file: use --model torchscript"
+    if any(n.endswith("data.pkl") for n in names):
+        return "it is a torch.save checkpoint: use --model python:FILE.py:NAME, or erfnet/eomt"
+    return None
+
+
+
 def load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
     """A ``torch.jit.save`` file, loaded onto ``device`` in eval mode."""
     if not path.is_file():
@@ -163,7 +181,7 @@ def load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(path), map_location=device)
     except Exception as error:  # noqa: BLE001 - torch raises RuntimeError and others for a foreign file
-        raise UserError(path, f"not a TorchScript file ({first_line(error)})") from None
+        raise UserError(path, f"not a TorchScript file ({guess_format(path) or first_line(error)})") from None
     return module.eval()
 
 
@@ -187,7 +205,7 @@ def load_exported(path: Path, device: str) -> tuple[Callable[[Tensor], Any], lis
             warnings.simplefilter("ignore")
             program = torch.export.load(str(path))
     except Exception as error:  # noqa: BLE001
-        raise UserError(path, f"not a torch.export program ({first_line(error)})") from None
+        raise UserError(path, f"not a torch.export program ({guess_format(path) or first_line(error)})") from None
     if torch.device(device).type != "cpu":
         from torch.export.passes import move_to_device_pass
 
@@ -292,7 +310,13 @@ def load_onnx_predictor(weights: str | Path, device: str = "cpu", trust_pickle: 
 
     device = check_device(device)
     path = Path(weights)
-    session = OnnxSession(path, device)
+    try:
+        session = OnnxSession(path, device)
+    except UserError as error:
+        guess = guess_format(path) if path.is_file() else None
+        if guess is None:
+            raise
+        raise UserError(path, f"not a readable ONNX model ({guess})") from None
     if len(session.input_names) != 1:
         raise UserError(path, f"the model takes {len(session.input_names)} inputs, expected one image batch")
     size, single = static_input(session.input_shapes[0], path)
