@@ -375,8 +375,10 @@ def test_files_of_the_wrong_format(enet):
     cases = [
         ("onnx", files["python"], "not a readable ONNX model (it is a torch.save checkpoint: use --model "
                                   "python:FILE.py:NAME, or erfnet/eomt)"),
-        ("torchscript", files["exported"], "not a TorchScript file (it is a torch.export program: use --model exported)"),
-        ("exported", files["torchscript"], "not a torch.export program (it is a TorchScript file: use --model torchscript)"),
+        ("torchscript", files["exported"],
+         "not a TorchScript file (it is a torch.export program: use --model exported)"),
+        ("exported", files["torchscript"],
+         "not a torch.export program (it is a TorchScript file: use --model torchscript)"),
         ("onnx", files["exported"], "not a readable ONNX model (it is a torch.export program: use --model exported)"),
     ]  # fmt: skip
     for kind, path, problem in cases:
