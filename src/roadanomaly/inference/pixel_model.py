@@ -24,14 +24,15 @@ from roadanomaly.outputs import LOGITS, OutputSpec, PixelOutputs
 
 
 class NonFiniteOutputError(UserError):
-    """The model returned NaN or inf logits; ``batch_items`` are the offending images' indices in the batch.
+    """The model returned NaN or inf logits: ``count`` values, in the images at ``batch_items`` of the batch.
 
     The message names the model file; an engine that knows the images' paths can name the image instead.
     """
 
-    def __init__(self, where: str | Path | None, problem: str, batch_items: list[int]) -> None:
+    def __init__(self, where: str | Path | None, problem: str, batch_items: list[int], count: int) -> None:
         super().__init__(where, problem)
         self.batch_items = batch_items
+        self.count = count
 
 
 def rgb_triple(values: Sequence[float] | None, option: str) -> tuple[float, float, float] | None:
@@ -166,7 +167,7 @@ class LogitsPredictor:
         if bad:
             count = int((~finite).sum())
             raise NonFiniteOutputError(
-                self.source, f"model output holds {count} NaN or inf value(s) (batch item(s) {bad})", bad
+                self.source, f"model output holds {count} NaN or inf value(s) (batch item(s) {bad})", bad, count
             )
 
     @torch.inference_mode()
