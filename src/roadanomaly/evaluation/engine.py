@@ -27,6 +27,7 @@ from roadanomaly.evaluation.distributed import Ranks
 from roadanomaly.evaluation.interrupts import EvaluationInterrupted, InterruptFlag
 from roadanomaly.evaluation.loading import prepared_samples
 from roadanomaly.evaluation.progress import Progress, TaskProgress, describe_difference
+from roadanomaly.inference.pixel_model import NonFiniteOutputError
 from roadanomaly.labels import ANOMALY, VOID
 from roadanomaly.metrics import ConfusionMatrix
 from roadanomaly.outputs import LOGITS, OutputSpec, PixelOutputs
@@ -239,7 +240,7 @@ class EvaluationEngine:
         def handle(image: torch.Tensor, label: torch.Tensor, path: str) -> bool:
             if self.protocol.skip_no_anomaly and not bool((label == ANOMALY).any()):
                 return False
-            outputs = self._forward(image, label)
+            outputs = self._forward(image, label, path)
             scores = self._scores(outputs, path)
             for key, group in metrics.items():
                 for metric in group.values():
@@ -277,7 +278,7 @@ class EvaluationEngine:
         task.states = {"confusion": matrix}
 
         def handle(image: torch.Tensor, label: torch.Tensor, path: str) -> bool:
-            matrix.update(semantic_prediction(self._forward(image, label))[0], label)
+            matrix.update(semantic_prediction(self._forward(image, label, path))[0], label)
             return True
 
         self._loop("mIoU", dataset, lambda s: s.train_ids, task, handle)
@@ -294,9 +295,13 @@ class EvaluationEngine:
         self._save(progress)
         self._write_document(progress)
 
-    def _forward(self, image: torch.Tensor, label: torch.Tensor) -> PixelOutputs:
+    def _forward(self, image: torch.Tensor, label: torch.Tensor, path: str) -> PixelOutputs:
         """One forward pass for one (3, H, W) uint8 image, outputs at the label's resolution."""
-        return self.predictor(image[None]).resized(tuple(label.shape))
+        try:
+            outputs = self.predictor(image[None])
+        except NonFiniteOutputError as error:  # the predictor knows the model file, the engine the image
+            raise UserError(path, f"the model ({error.where}) gives {error.count} NaN or inf logits") from None
+        return outputs.resized(tuple(label.shape))
 
     def _scores(self, outputs: PixelOutputs, path: str) -> dict[str, torch.Tensor]:
         scores: dict[str, torch.Tensor] = {}
