@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from roadanomaly.errors import UserError, first_line
-from roadanomaly.results import ResultsDocument
+from roadanomaly.results import PIXEL_METRICS, ResultsDocument
 
-ROW_KEYS: tuple[str, ...] = ("dataset", "method", "auprc", "fpr95", "auroc", "pixels", "anomaly_pixels", "images")
+ROW_KEYS: tuple[str, ...] = ("dataset", "method", *PIXEL_METRICS, "pixels", "anomaly_pixels", "images")
 """Keys every row of ``results`` must have."""
 
 
@@ -80,7 +80,7 @@ def _shape_problem(document: Any) -> str | None:
         for key in ("pixels", "anomaly_pixels", "images"):
             if not isinstance(row[key], int) or isinstance(row[key], bool):
                 return f"results[{i}].{key} is {_json_type(row[key])}, expected an integer"
-        for key in ("auprc", "fpr95", "auroc"):
+        for key in PIXEL_METRICS:
             if row[key] is not None and not _is_number(row[key]):
                 return f"results[{i}].{key} is {_json_type(row[key])}, expected a number or null"
     for key in ("curves", "histograms"):
