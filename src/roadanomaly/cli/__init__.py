@@ -9,7 +9,7 @@ import sys
 from roadanomaly.errors import UserError
 from roadanomaly.evaluation.interrupts import EvaluationInterrupted
 
-SUBCOMMANDS: tuple[str, ...] = ("evaluate", "train", "demo", "synth", "convert")
+SUBCOMMANDS: tuple[str, ...] = ("evaluate", "train", "demo", "synth", "convert", "report", "compare", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
