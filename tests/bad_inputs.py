@@ -446,6 +446,42 @@ def python_model_fails_to_import(tree: Tree) -> Damage:
     return Damage(path)
 
 
+MARK = (1, 2, 3)
+"""The top-left pixel that makes :data:`NAN_NET` answer NaN."""
+NAN_NET = f"""import torch
+
+
+class Net(torch.nn.Module):
+    \"\"\"A 1x1 convolution with 4 classes, whose logits at one pixel are NaN for an image marked {MARK}.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        out = self.head(x)
+        if bool(((x[:, :, 0, 0] * 255).round() == torch.tensor({MARK}, dtype=x.dtype)).all()):
+            out[:, :, 5, 5] = float("nan")
+        return out
+"""
+
+
+def python_model_gives_nan(tree: Tree) -> Damage:
+    """A user's model whose output has NaN for the last image of the later dataset (its top-left pixel is marked)."""
+    path = tree.image(LATER, LAST)
+    image = _rgb(path).copy()
+    image[0, 0] = MARK
+    save_image(path, image)
+    (tree.root / "nan_net.py").write_text(NAN_NET)
+    torch.manual_seed(0)
+    torch.save({f"head.{k}": v for k, v in torch.nn.Conv2d(3, 4, 1).state_dict().items()}, tree.root / "nan_net.pth")
+    return Damage(path)
+
+
+def _nan_net(tree: Tree, damage: Damage) -> list[str]:
+    return ["--model", f"python:{tree.root / 'nan_net.py'}:Net", "--weights", str(tree.root / "nan_net.pth")]
+
+
 def onnx_not_onnx(tree: Tree) -> Damage:
     path = tree.root / "net.onnx"
     path.write_bytes(tree.weights.read_bytes()[:4096])  # a PyTorch zip, renamed
@@ -483,6 +519,8 @@ class Case:
     """After :attr:`Damage.repair`, ``--resume`` must finish with the clean run's numbers."""
     kind: str | None = None
     """The model kind the case needs (a kind another part of the project registers)."""
+    same_model: bool = True
+    """Runs the clean runs' ERFNet (so that its rows can be compared with theirs)."""
 
     def expected_problem(self, tree: Tree) -> str | None:
         return self.problem(tree) if callable(self.problem) else self.problem
@@ -593,6 +631,8 @@ CASES: tuple[Case, ...] = (
     Case("python_model_fails_to_import", python_model_fails_to_import,
          "cannot import: ModuleNotFoundError: No module named 'roadanomaly_no_such_module'", kind="python",
          options=lambda t, d: ["--model", f"python:{d.path}:Net", "--weights", str(t.weights)]),
+    Case("python_model_gives_nan", python_model_gives_nan, lambda t: f"the model ({t.root / 'nan_net.py'}) gives 4 "
+         "NaN or inf logits", kind="python", options=_nan_net, workers=1, same_model=False, **LATE),
     Case("onnx_not_onnx", onnx_not_onnx, "not a readable ONNX model (", prefix=True, kind="onnx",
          options=lambda t, d: ["--model", "onnx", "--weights", str(d.path)]),
 )

@@ -142,10 +142,14 @@ def test_bad_input_is_one_line_naming_the_file_and_exit_2(case, played):
 def test_a_later_failure_keeps_what_was_computed(case, played):
     """The first dataset's rows (equal to a clean run's) are in the results file; the progress file holds the
     dataset under way with the images counted before the bad one."""
+    missing = _kind_missing(case)
+    if missing:
+        pytest.skip(missing)
     run = played[case.name].first
     clean = played[CLEAN_CITYSCAPES.name if case.cityscapes else CLEAN.name].first
     assert {row["dataset"] for row in _rows(run)} == {FIRST}
-    assert _rows(run) == _rows(clean, FIRST)
+    if case.same_model:
+        assert _rows(run) == _rows(clean, FIRST)
     assert run.progress is not None and run.progress.current is not None
     if case.cityscapes:
         assert run.progress.current.task == SEGMENTATION and run.progress.current.done == [0]
@@ -273,8 +277,9 @@ def test_non_finite_model_output_is_an_error_naming_the_image(value, method, pri
     assert saved.current.task == LATER and saved.current.done == [0, 1]
 
 
-def test_minus_inf_for_one_class_is_accepted(pristine, tmp_path):
-    """-inf logit: a class the model rules out; softmax gives it 0 and every score stays finite."""
+def test_minus_inf_for_one_class_is_accepted_by_the_engine(pristine, tmp_path):
+    """The engine checks the scores: a -inf logit (a class ruled out) gives softmax 0 and finite scores. (A user's
+    model, through LogitsPredictor, is stricter: any non-finite logit is an error, see python_model_gives_nan.)"""
     engine, datasets, _, _, progress = _engine_run(pristine, float("-inf"), "msp", tmp_path)
     document = engine.run(datasets)
     assert [row.dataset for row in document.results] == [FIRST, LATER] and not progress.exists()
