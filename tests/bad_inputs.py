@@ -321,7 +321,7 @@ def missing_labels_folder(tree: Tree) -> Damage:
 def folder_without_images(tree: Tree) -> Damage:
     """``--datasets Extra`` where ``<root>/Extra`` exists but holds no images/ folder."""
     (tree.data / "Extra").mkdir()
-    return Damage(tree.data / "Extra" / "images")
+    return Damage(tree.data)
 
 
 def nothing(tree: Tree) -> Damage:
@@ -352,7 +352,7 @@ def missing_data_root(tree: Tree) -> Damage:
 def one_benchmark_in_two_folders(tree: Tree) -> Damage:
     """``RoadObstacle21`` beside ``RoadObsticle21`` (its published misspelling): the same benchmark twice."""
     shutil.copytree(tree.data / "RoadObsticle21", tree.data / "RoadObstacle21")
-    return Damage(tree.data / "RoadObsticle21")
+    return Damage(tree.data)
 
 
 # ------------------------------------------------------------------------------------------------- cityscapes
@@ -547,14 +547,15 @@ def _looked_for(dataset: str, index: int, hint: str = "") -> Callable[[Tree], st
 TRUNCATED = "cannot read image: the file is truncated (its data ends early)"
 EXTENSIONS = ".png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff"
 FOLDER_NOT_FOUND = "folder not found (expected <Name>/images and <Name>/labels_masks)"
-NO_BENCHMARKS = "no benchmark folders found (expected <root>/<Name>/images and labels_masks)"
-ACCEPTED = (image_greyscale, image_palette, image_rgba, image_16bit_rgb, image_16bit_grey, image_webp_named_png,
-            hidden_files, label_palette, label_16bit)
+NO_DATASETS = "no datasets found (expected <root>/<Name>/images + labels_masks, "
+AVAILABLE = "FS_LostFound_full, RoadAnomaly, RoadAnomaly21, RoadObstacle21, fs_static"
+ACCEPTED_DAMAGES = (image_greyscale, image_palette, image_rgba, image_16bit_rgb, image_16bit_grey,
+                    image_webp_named_png, hidden_files, label_palette, label_16bit)
 """Inputs read with their sensible reading; each touches its own file, so all apply to one tree together."""
 
 
 def accepted_conversions(tree: Tree) -> Damage:
-    for damage in ACCEPTED:
+    for damage in ACCEPTED_DAMAGES:
         damage(tree)
     return Damage(None)
 
@@ -589,16 +590,15 @@ CASES: tuple[Case, ...] = (
          f"{t.image(LATER, 1).stem}_labels_semantic.png (keep one)"),
     Case("empty_images_folder", empty_images_folder, f"no images found (looked for {EXTENSIONS} files)"),
     Case("missing_labels_folder", missing_labels_folder, FOLDER_NOT_FOUND),
-    Case("folder_without_images", folder_without_images, FOLDER_NOT_FOUND, datasets=(FIRST, "Extra")),
-    Case("unknown_dataset", data_root, "dataset 'RoadAnomaly22' not found (available: FS_LostFound_full, "
-         "RoadAnomaly, RoadAnomaly21, RoadObsticle21, fs_static)", datasets=(FIRST, "RoadAnomaly22")),
-    Case("dataset_asked_twice", nothing, "dataset 'RoadObstacle21' is asked for twice",
-         datasets=("RoadObstacle21", "RoadObsticle21")),
-    Case("one_benchmark_in_two_folders", one_benchmark_in_two_folders,
-         "is the same benchmark (RoadObstacle21) as folder RoadObstacle21: keep one of the two", datasets=None),
-    Case("empty_data_root", empty_data_root, NO_BENCHMARKS),
-    Case("data_root_is_one_dataset", one_dataset_folder,
-         NO_BENCHMARKS + ": this looks like one dataset folder, give its parent",
+    Case("folder_without_images", folder_without_images, "dataset 'Extra' not found (available: " + AVAILABLE + ")",
+         datasets=(FIRST, "Extra")),
+    Case("unknown_dataset", data_root, "dataset 'RoadAnomaly22' not found (available: " + AVAILABLE + ")",
+         datasets=(FIRST, "RoadAnomaly22")),
+    Case("dataset_named_twice", nothing, None, datasets=(FIRST, FIRST.lower(), LATER)),
+    Case("one_benchmark_in_two_folders", one_benchmark_in_two_folders, "2 datasets are named 'RoadObstacle21' "
+         "(folders RoadObstacle21, RoadObsticle21): choose one by its folder name with --datasets", datasets=None),
+    Case("empty_data_root", empty_data_root, NO_DATASETS, prefix=True),
+    Case("data_root_is_one_dataset", one_dataset_folder, NO_DATASETS, prefix=True,
          options=lambda t, d: ["--weights", str(t.weights), "--data", str(t.data / FIRST)]),
     Case("missing_data_root", missing_data_root, "data folder not found"),
     # Cityscapes (after the anomaly dataset)

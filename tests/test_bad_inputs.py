@@ -202,7 +202,7 @@ def _pil_rgb(path: Path) -> np.ndarray:
         return np.asarray(image)
 
 
-@pytest.mark.parametrize("damage", [d for d in corpus.ACCEPTED if d is not corpus.hidden_files],
+@pytest.mark.parametrize("damage", [d for d in corpus.ACCEPTED_DAMAGES if d is not corpus.hidden_files],
                          ids=lambda d: d.__name__)
 def test_each_accepted_file_reads_as_its_clean_original(damage, pristine, tmp_path):
     """Re-encoded (grey, palette, RGBA, 16-bit, WebP bytes under .png; palette or 16-bit mask), a file reads back

@@ -133,35 +133,16 @@ def discover_bundles(root: str | Path, names: list[str] | None = None) -> list[A
         raise UserError(root, "data folder not found")
     found = {p.name: p for p in sorted(root.iterdir()) if (p / "images").is_dir()}
     if not found:
-        hint = ": this looks like one dataset folder, give its parent" if (root / "images").is_dir() else ""
-        raise UserError(root, f"no benchmark folders found (expected <root>/<Name>/images and labels_masks){hint}")
+        raise UserError(root, "no benchmark folders found (expected <root>/<Name>/images and labels_masks)")
     if names is None:
-        bundles = [AnomalyBundle(path) for path in found.values()]
-    else:
-        bundles = []
-        for name in names:
-            folder = _resolve(name, found)
-            if folder is None:
-                present = next((p for p in root.iterdir() if p.is_dir() and p.name.lower() == name.lower()), None)
-                if present is not None:  # the folder is there but is no benchmark: say what it lacks
-                    AnomalyBundle(present)
-                raise UserError(root, f"dataset {name!r} not found (available: {', '.join(found)})")
-            bundles.append(AnomalyBundle(found[folder]))
-    _check_unique_names(bundles)
-    return bundles
-
-
-def _check_unique_names(bundles: list[AnomalyBundle]) -> None:
-    """Results are keyed by dataset name: one benchmark twice (asked twice, or two folders of it) is an error."""
-    seen: dict[str, AnomalyBundle] = {}
-    for bundle in bundles:
-        other = seen.setdefault(bundle.name, bundle)
-        if other is bundle:
-            continue
-        if other.folder == bundle.folder:
-            raise UserError(None, f"dataset {bundle.name!r} is asked for twice")
-        raise UserError(bundle.folder,
-                        f"is the same benchmark ({bundle.name}) as folder {other.folder.name}: keep one of the two")
+        return [AnomalyBundle(path) for path in found.values()]
+    chosen = []
+    for name in names:
+        folder = _resolve(name, found)
+        if folder is None:
+            raise UserError(root, f"dataset {name!r} not found (available: {', '.join(found)})")
+        chosen.append(AnomalyBundle(found[folder]))
+    return chosen
 
 
 def _resolve(name: str, found: dict[str, Path]) -> str | None:
