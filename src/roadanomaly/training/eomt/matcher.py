@@ -80,4 +80,5 @@ def hungarian_match(
         cost = cost_matrix(point_logits, point_targets.to(point_logits.device), class_logits, target_labels, costs)
     matrix = np.nan_to_num(cost.cpu().numpy(), nan=1e8, posinf=1e8, neginf=-1e8)
     rows, cols = linear_sum_assignment(matrix)
-    return (torch.as_tensor(rows, dtype=torch.long, device=device), torch.as_tensor(cols, dtype=torch.long, device=device))
+    as_index = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+    return as_index(rows), as_index(cols)
