@@ -93,16 +93,17 @@ def _val_set(config: EoMTTrainConfig) -> ValSet:
     return ValSet(source, count, protocol)
 
 
-def _resume_path(config: EoMTTrainConfig, resume: str | Path | bool | None) -> Path | None:
+def _resume_point(config: EoMTTrainConfig, resume: str | Path | bool | None) -> tuple[Path | None, int]:
+    """(checkpoint to resume from, its step), or (None, 0) for a fresh run."""
     if resume is None or resume is False:
-        return None
+        return None, 0
     path = Path(config.output) / LAST_CHECKPOINT if resume is True else Path(resume)
     if not path.is_file():
         raise UserError(path, "no checkpoint to resume from")
     state = read_checkpoint(path)
     if "global_step" not in state:
         raise UserError(path, "not a Lightning training checkpoint (no global_step)")
-    return path
+    return path, int(state["global_step"])
 
 
 def train_eomt(
@@ -112,7 +113,7 @@ def train_eomt(
     if config.train_source == "disk" and not config.data:
         raise UserError(None, "no training data: give --data ROOT or 'data:' in the config (or train_source: "
                         "synthroads)")  # fmt: skip
-    resume_path = _resume_path(config, resume)
+    resume_path, start = _resume_point(config, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -125,7 +126,7 @@ def train_eomt(
     options = {} if config.max_minutes is None else {"max_time": {"minutes": config.max_minutes}}
     with quiet_lightning():
         trainer = build_trainer(
-            output, "eomt", config.accelerator, config.devices, config.precision, progress, [checkpoints],
+            output, f"eomt_from_step{start}" if start else "eomt", config.accelerator, config.devices, config.precision, progress, [checkpoints],
             max_steps=stop, val_check_interval=config.val_every, check_val_every_n_epoch=None,
             gradient_clip_val=config.grad_clip, gradient_clip_algorithm="norm", log_every_n_steps=10,
             use_distributed_sampler=False, **options,
