@@ -59,6 +59,8 @@ class EoMTTrainConfig(YamlConfig):
     loss: dict[str, Any] = field(default_factory=dict)
     """:class:`LossConfig` fields that differ from EoMT's."""
     workers: int = 4
+    threads: int | None = None
+    """torch CPU threads of the training process (None: torch's default); 1 suits a busy or 2-core machine."""
     seed: int = 0
     accelerator: str = "auto"
     devices: int | str = "auto"

@@ -114,6 +114,16 @@ def train_eomt(
         raise UserError(None, "no training data: give --data ROOT or 'data:' in the config (or train_source: "
                         "synthroads)")  # fmt: skip
     resume_path, start = _resume_point(config, resume)
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(config, resume_path, start, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: EoMTTrainConfig, resume_path: Path | None, start: int, progress: bool) -> EoMTTrainResult:
     L.seed_everything(config.seed, workers=True, verbose=False)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
