@@ -208,3 +208,15 @@ def test_a_tiny_eomt_overfits_one_batch():
         scheduler.step()
         losses.append(float(loss.detach()))
     assert math.isfinite(losses[-1]) and min(losses[-5:]) <= 0.5 * losses[0], losses
+
+
+def test_schedule_clock_follows_steps_or_wall_time():
+    from roadanomaly.training.eomt.optim import ScheduleClock
+
+    assert ScheduleClock(100).step(37) == 37
+    clock = ScheduleClock(100, minutes=1.0)
+    clock.elapsed_before = 30.0  # half the budget spent by an earlier run
+    clock.start()
+    assert clock.step(7) == 50
+    clock.elapsed_before = 600.0
+    assert clock.step(7) == 100  # never past the schedule's end

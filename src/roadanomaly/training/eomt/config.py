@@ -43,6 +43,10 @@ class EoMTTrainConfig(YamlConfig):
     stop_at_step: int | None = None
     """End this run at that global step (resume to go on); the schedules still span ``max_steps``."""
     max_minutes: float | None = None
+    schedule_minutes: float | None = None
+    """Pace the schedules (lr, annealing) by wall time: at t minutes they stand at step max_steps x t /
+    schedule_minutes, and the run ends there. For CPU recipes on machines of unknown speed or load; such runs are
+    not step-for-step reproducible. None: the schedules follow the steps."""
     val_every: int = 1000
     """Validate (mIoU) every that many steps, and at the end."""
     checkpoint_every: int = 500

@@ -20,7 +20,7 @@ from roadanomaly.training.eomt.annealing import mask_probabilities
 from roadanomaly.training.eomt.config import EoMTTrainConfig
 from roadanomaly.training.eomt.criterion import mask_classification_loss
 from roadanomaly.training.eomt.data import SemanticTarget, collate
-from roadanomaly.training.eomt.optim import build_optimizer
+from roadanomaly.training.eomt.optim import ScheduleClock, build_optimizer
 from roadanomaly.training.streams import IndexedStream
 
 
@@ -45,6 +45,7 @@ class EoMTModule(L.LightningModule):
         """{"step", "wall_s", "miou"} of every validation of this run."""
         self._started = time.perf_counter()
         self._predictor: EoMTPredictor | None = None
+        self.clock = ScheduleClock(config.max_steps, config.schedule_minutes)
 
     # ----------------------------------------------------------------------------------------------- data
     def train_dataloader(self) -> DataLoader:
@@ -71,9 +72,19 @@ class EoMTModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self._started = time.perf_counter()
+        self.clock.start()
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self.set_mask_probabilities(self.global_step)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["schedule_elapsed_s"] = self.clock.elapsed()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.clock.elapsed_before = float(checkpoint.get("schedule_elapsed_s", 0.0))
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        step = self.clock.step(self.global_step)
+        if self.config.schedule_minutes is not None and step >= self.config.max_steps:
+            return -1  # the time budget is spent: Lightning ends the epoch, and max_epochs=1 the run
+        self.set_mask_probabilities(step)
         self.model.mask_generator = step_generator(self.config.seed, self.global_step, 1, self.device)
 
     def training_step(self, batch: tuple[Tensor, list[SemanticTarget]], batch_idx: int) -> Tensor:
@@ -95,7 +106,7 @@ class EoMTModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         c = self.config
         optimizer, scheduler = build_optimizer(
-            self.model, c.lr, c.weight_decay, c.llrd, c.warmup_steps, c.max_steps, c.poly_power
+            self.model, c.lr, c.weight_decay, c.llrd, c.warmup_steps, c.max_steps, c.poly_power, self.clock
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

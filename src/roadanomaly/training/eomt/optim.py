@@ -10,6 +10,7 @@ parameter) stays at 0, then the backbone warms up over ``warmup[1]`` steps; each
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 import torch
@@ -60,6 +61,31 @@ def warmup_poly_factor(
     return max(0.0, 1.0 - done / max(1, span)) ** power
 
 
+class ScheduleClock:
+    """Where the schedules stand: the training step, or, paced by wall time, ``total`` x elapsed / budget."""
+
+    def __init__(self, total: int, minutes: float | None = None) -> None:
+        self.total, self.minutes = total, minutes
+        self.elapsed_before = 0.0
+        """Seconds of earlier runs (a resumed run continues the clock)."""
+        self._started = time.perf_counter()
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self._started
+
+    def step(self, step: int) -> int:
+        if self.minutes is None:
+            return step
+        return min(self.total, int(self.total * self.elapsed() / (60 * self.minutes)))
+
+
+def _factor_at(clock: ScheduleClock | None, step: int, **options: Any) -> float:
+    return warmup_poly_factor(step if clock is None else clock.step(step), **options)
+
+
 def build_optimizer(
     model: EoMT,
     lr: float = 1e-4,
@@ -68,12 +94,13 @@ def build_optimizer(
     warmup: tuple[int, int] = (500, 1000),
     total_steps: int = 10000,
     poly_power: float = 0.9,
+    clock: ScheduleClock | None = None,
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over :func:`layerwise_groups` and its per-step scheduler."""
+    """AdamW over :func:`layerwise_groups` and its per-step scheduler (at ``clock``'s step when given)."""
     groups = layerwise_groups(model, lr, llrd)
     optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     factors = [
-        functools.partial(warmup_poly_factor, warmup=tuple(warmup), total=total_steps, power=poly_power,
+        functools.partial(_factor_at, clock, warmup=tuple(warmup), total=total_steps, power=poly_power,
                           backbone=group["backbone"])
         for group in groups
     ]  # fmt: skip

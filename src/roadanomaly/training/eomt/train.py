@@ -131,6 +131,8 @@ def _train(config: EoMTTrainConfig, resume_path: Path | None, start: int, progre
     model = build_model(config)
     module = EoMTModule(config, model, _train_stream(config), _val_set(config))
     stop = min(config.max_steps, config.stop_at_step or config.max_steps)
+    if config.schedule_minutes is not None:  # the clock ends the run; steps are not the limit
+        stop = config.stop_at_step or -1
     checkpoints = ModelCheckpoint(dirpath=output / "checkpoints", filename="step{step}", save_top_k=0,
                                   save_last=True, every_n_train_steps=config.checkpoint_every)  # fmt: skip
     options = {} if config.max_minutes is None else {"max_time": {"minutes": config.max_minutes}}
@@ -139,7 +141,8 @@ def _train(config: EoMTTrainConfig, resume_path: Path | None, start: int, progre
             output, f"eomt_from_step{start}" if start else "eomt", config.accelerator, config.devices, config.precision, progress, [checkpoints],
             max_steps=stop, val_check_interval=config.val_every, check_val_every_n_epoch=None,
             gradient_clip_val=config.grad_clip, gradient_clip_algorithm="norm", log_every_n_steps=10,
-            use_distributed_sampler=False, **options,
+            use_distributed_sampler=False, max_epochs=1 if config.schedule_minutes is not None else None,
+            **options,
         )  # fmt: skip
         trainer.fit(module, ckpt_path=resume_path, weights_only=True)
         checkpoint = output / LAST_CHECKPOINT
