@@ -113,7 +113,8 @@ def _run_stages(
 
 def _loaders(train_set: SegmentationTrainSet, val_set: SegmentationTrainSet, config: ERFNetTrainConfig):
     persistent = config.workers > 0
-    train = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set) >= config.batch_size,
-                       num_workers=config.workers, persistent_workers=persistent)
+    train = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                       drop_last=len(train_set) >= config.batch_size, num_workers=config.workers,
+                       persistent_workers=persistent)
     val = DataLoader(val_set, batch_size=1, num_workers=config.workers, persistent_workers=persistent)
     return train, val

@@ -138,7 +138,8 @@ def _train(config: EoMTTrainConfig, resume_path: Path | None, start: int, progre
     options = {} if config.max_minutes is None else {"max_time": {"minutes": config.max_minutes}}
     with quiet_lightning():
         trainer = build_trainer(
-            output, f"eomt_from_step{start}" if start else "eomt", config.accelerator, config.devices, config.precision, progress, [checkpoints],
+            output, f"eomt_from_step{start}" if start else "eomt", config.accelerator, config.devices,
+            config.precision, progress, [checkpoints],
             max_steps=stop, val_check_interval=config.val_every, check_val_every_n_epoch=None,
             gradient_clip_val=config.grad_clip, gradient_clip_algorithm="norm", log_every_n_steps=10,
             use_distributed_sampler=False, max_epochs=1 if config.schedule_minutes is not None else None,
