@@ -610,10 +610,11 @@ CASES: tuple[Case, ...] = (
     Case("cityscapes_missing_label", city_missing_label, lambda t: f"no label found (looked for {t.city_label(1)})",
          datasets=(FIRST,), cityscapes=True),
     # checkpoints
-    Case("checkpoint_truncated", checkpoint_truncated, "not a readable PyTorch checkpoint (", prefix=True),
-    Case("checkpoint_zero_bytes", checkpoint_zero_bytes, "not a readable PyTorch checkpoint (", prefix=True),
-    Case("checkpoint_not_a_checkpoint", checkpoint_not_a_checkpoint, "not a readable PyTorch checkpoint (",
-         prefix=True),
+    Case("checkpoint_truncated", checkpoint_truncated,
+         "not a readable PyTorch checkpoint (truncated: the zip archive ends early)"),
+    Case("checkpoint_zero_bytes", checkpoint_zero_bytes, "empty file (0 bytes)"),
+    Case("checkpoint_not_a_checkpoint", checkpoint_not_a_checkpoint,
+         "a Git LFS pointer, not the weights (fetch them with git lfs pull)"),
     Case("checkpoint_missing", checkpoint_missing, "no such file"),
     Case("checkpoint_of_eomt_for_erfnet", checkpoint_of_eomt,
          "not an ERFNet checkpoint: no key ending in 'decoder.output_conv.weight'"),
@@ -624,7 +625,9 @@ CASES: tuple[Case, ...] = (
          "encoder.initial_block.conv.weight (13, 3, 5, 3) vs expected (13, 3, 3, 3)"),
     Case("checkpoint_missing_key", checkpoint_missing_key,
          "checkpoint does not fit the model: 1 missing keys: decoder.layers.1.bn2.bias"),
-    Case("checkpoint_pickled_object", checkpoint_pickled_object, "holds more than plain tensors (", prefix=True),
+    Case("checkpoint_pickled_object", checkpoint_pickled_object,
+         "holds more than plain tensors (an object of type bad_inputs.NotATensor); if it comes from a source you "
+         "trust, allow full unpickling (trust_pickle=True, --trust-pickle)"),
     Case("safetensors_truncated", safetensors_truncated, "not a readable safetensors file (", prefix=True,
          options=_damaged_weights),
     # models a user brings

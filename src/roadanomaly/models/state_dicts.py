@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,18 +19,38 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
+        damage = _damage(path)
+        if damage is not None:
+            raise UserError(path, damage) from None
         if not zipfile.is_zipfile(path):
             raise UserError(path, f"not a readable PyTorch checkpoint ({first_line(error)})") from None
         if not trust_pickle:
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+            what = f"an object of type {found[1]}" if found else "objects other than tensors"
             raise UserError(
                 path,
-                f"holds more than plain tensors ({first_line(error)}); if it comes from a source you trust, "
+                f"holds more than plain tensors ({what}); if it comes from a source you trust, "
                 "allow full unpickling (trust_pickle=True, --trust-pickle)",
             ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001
         raise UserError(path, f"not a readable PyTorch checkpoint ({first_line(error)})") from None
+
+
+def _damage(path: Path) -> str | None:
+    """What is plainly wrong with a file torch cannot load (empty, cut short, a Git LFS pointer, not a checkpoint)."""
+    with path.open("rb") as file:
+        head = file.read(64)
+    if not head:
+        return "empty file (0 bytes)"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the weights (fetch them with git lfs pull)"
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
+        return "not a readable PyTorch checkpoint (truncated: the zip archive ends early)"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+    return None
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
