@@ -266,6 +266,8 @@ class OutlierPaster:
             alpha = cut.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
             if c.feather > 0:
                 alpha = cv2.GaussianBlur(np.pad(alpha, 8), (0, 0), c.feather)[8:-8, 8:-8] * (alpha > 0)
+            else:  # hard edges: every touched pixel is fully the object's
+                alpha = (alpha >= 0.5).astype(np.float32)
             rgb = cut.rgb[ya - y0 : yb - y0, xa - x0 : xb - x0]
             region = out[ya:yb, xa:xb]
             if c.colour_match > 0:

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -26,7 +27,6 @@ from roadanomaly.training.anomaly_head_losses import (
     rba_oe_loss,
 )
 from roadanomaly.training.eomt.matcher import MatchCosts
-from roadanomaly.training.eomt.points import point_sample
 
 
 def trainable_base_parameters(base: EoMT, parts: tuple[str, ...], last_blocks: int = 1) -> dict[str, nn.Parameter]:
@@ -42,6 +42,13 @@ def trainable_base_parameters(base: EoMT, parts: tuple[str, ...], last_blocks: i
     return {n: p for n, p in base.named_parameters() if n.startswith(tuple(prefixes))}
 
 
+def read_at(maps: Tensor, coords: Tensor) -> Tensor:
+    """Values of ``maps`` (B, Q, h, w) at ``coords`` (B, P, 2) in [0, 1] -> (B, Q, P), exactly as bilinear
+    upsampling (``align_corners=False``, edges clamped) to any size and reading that pixel would give."""
+    grid = (2.0 * coords - 1.0)[:, :, None, :].to(maps.dtype)
+    return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]
+
+
 def query_batch(base: EoMT, samples: list[PastedSample]) -> QueryBatch:
     """One forward pass of ``base`` over the samples' images -> their :class:`QueryBatch`."""
     device = next(base.parameters()).device
@@ -51,7 +58,7 @@ def query_batch(base: EoMT, samples: list[PastedSample]) -> QueryBatch:
     return QueryBatch(
         queries=out.queries,
         class_logits=out.class_logits[-1],
-        point_logits=point_sample(out.mask_logits[-1], coords),
+        point_logits=read_at(out.mask_logits[-1], coords),
         point_labels=torch.stack([s.point_labels for s in samples]).to(device),
         point_targets=[s.point_targets.to(device) for s in samples],
         anomaly=[s.anomaly.to(device) for s in samples],
