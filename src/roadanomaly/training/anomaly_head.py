@@ -76,6 +76,8 @@ def fit(module: AnomalyHeadModule, data: Dataset, config: AnomalyHeadTrainConfig
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen base, on purpose
         trainer.fit(module, loader)
     return time.perf_counter() - start
 
