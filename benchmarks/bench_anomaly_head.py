@@ -57,7 +57,7 @@ def speed(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     cache = QueryCache(base, samples, batch_size=args.batch)
     build = time.perf_counter() - start
-    full_get = lambda b: [samples[i] for i in b]  # noqa: E731
+    full_get = lambda b: [samples[i] for i in b]
     full, cached = [], []
     for _ in range(args.epochs):  # interleaved, so that a change of machine load hits both paths
         full.append(epoch(full_get))
@@ -83,7 +83,11 @@ def speed(args: argparse.Namespace) -> int:
 def table(args: argparse.Namespace) -> int:
     from roadanomaly.report import format_table
     from roadanomaly.training.anomaly_head_config import AnomalyHeadTrainConfig
-    from roadanomaly.training.anomaly_head_demo import POST_HOC_METHODS, SYNTHROADS_RECIPE, run_head_demo
+    from roadanomaly.training.anomaly_head_demo import (
+        POST_HOC_METHODS,
+        SYNTHROADS_RECIPE,
+        run_head_demo,
+    )
 
     overrides = {"epochs": args.epochs, "copies": args.copies, "max_images": args.max_images}
     config = AnomalyHeadTrainConfig.from_yaml(args.config or SYNTHROADS_RECIPE, **overrides)

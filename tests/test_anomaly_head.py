@@ -7,7 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from roadanomaly.data.outlier_exposure import OutlierPaster, PasteConfig, SynthOutlierSource
+from roadanomaly.data.outlier_exposure import (
+    OutlierPaster,
+    PasteConfig,
+    SynthOutlierSource,
+)
 from roadanomaly.errors import UserError
 from roadanomaly.inference.eomt import EoMTPredictor
 from roadanomaly.models.anomaly_head import (
@@ -24,7 +28,11 @@ from roadanomaly.scoring import compute_scores
 from roadanomaly.training.anomaly_head_config import AnomalyHeadTrainConfig
 from roadanomaly.training.anomaly_head_data import PastedTrainSet
 from roadanomaly.training.anomaly_head_losses import rba_pixel_scores
-from roadanomaly.training.anomaly_head_module import AnomalyHeadModule, QueryCache, query_batch
+from roadanomaly.training.anomaly_head_module import (
+    AnomalyHeadModule,
+    QueryCache,
+    query_batch,
+)
 
 CROP = 32
 

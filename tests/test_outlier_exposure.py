@@ -17,7 +17,11 @@ from roadanomaly.data.outlier_exposure import (
     make_source,
     segment_targets,
 )
-from roadanomaly.data.synthroads.outlier_cutouts import SILHOUETTES, Cutout, synth_cutout
+from roadanomaly.data.synthroads.outlier_cutouts import (
+    SILHOUETTES,
+    Cutout,
+    synth_cutout,
+)
 from roadanomaly.errors import UserError
 
 ROAD, SKY, VOID = 0, 10, 255
@@ -99,7 +103,7 @@ def test_colour_matching_moves_objects_towards_the_background() -> None:
     a = OutlierPaster([SquareSource()], plain).paste(image, labels, np.random.default_rng(1))
     b = OutlierPaster([SquareSource()], matched).paste(image, labels, np.random.default_rng(1))
     np.testing.assert_array_equal(a.instances, b.instances)
-    dist = lambda s: np.abs(s.image[s.instances[0]].astype(float) - GREY).mean()  # noqa: E731
+    dist = lambda s: np.abs(s.image[s.instances[0]].astype(float) - GREY).mean()
     assert dist(b) < 0.1 * dist(a)
 
 

@@ -54,14 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from roadanomaly.training.anomaly_head import train_anomaly_head
     from roadanomaly.training.anomaly_head_config import AnomalyHeadTrainConfig
 
-    overrides = dict(
-        base=args.base, data=args.data, output=args.output, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, hidden=args.hidden, copies=args.copies, max_images=args.max_images,
-        paste_probability=args.paste_probability, feather=args.feather, colour_match=args.colour_match,
-        last_blocks=args.last_blocks, accelerator=args.accelerator, seed=args.seed,
-        outliers=tuple(args.outliers) if args.outliers else None, train=tuple(args.train) if args.train else None,
-        cached=False if args.no_cache else None, baseline=False if args.no_baseline else None,
-    )  # fmt: skip
+    overrides = {
+        "base": args.base, "data": args.data, "output": args.output, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "hidden": args.hidden, "copies": args.copies,
+        "max_images": args.max_images, "paste_probability": args.paste_probability, "feather": args.feather,
+        "colour_match": args.colour_match, "last_blocks": args.last_blocks, "accelerator": args.accelerator,
+        "seed": args.seed, "outliers": tuple(args.outliers) if args.outliers else None,
+        "train": tuple(args.train) if args.train else None, "cached": False if args.no_cache else None,
+        "baseline": False if args.no_baseline else None,
+    }  # fmt: skip
     if args.config is not None:
         config = AnomalyHeadTrainConfig.from_yaml(args.config, **overrides)
     else:

@@ -19,9 +19,10 @@ without being labelled anomaly or void, and no pixel is labelled anomaly without
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np

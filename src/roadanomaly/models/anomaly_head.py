@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from roadanomaly.errors import UserError
@@ -125,8 +124,8 @@ def read_anomaly_heads(path: str | Path) -> tuple[dict[str, Any], dict[str, Tens
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("roadanomaly", "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as error:  # safetensors raises several types for a damaged file
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safetensors handle)
+    except Exception as error:  # noqa: BLE001 (safetensors raises several types for a damaged file)
         raise UserError(path, f"not a readable safetensors file ({error})") from None
     if meta.get("format") != HEAD_FORMAT:
         raise UserError(path, "not an EoMT anomaly head file (no roadanomaly-eomt-anomaly-head metadata)")

@@ -84,7 +84,7 @@ class AnomalyHeadTrainConfig:
         return (not self.train) if self.cached is None else bool(self.cached)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> "AnomalyHeadTrainConfig":
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> AnomalyHeadTrainConfig:
         """Read a YAML file of field values; ``overrides`` that are not None win over the file."""
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
@@ -99,7 +99,7 @@ class AnomalyHeadTrainConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AnomalyHeadTrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> AnomalyHeadTrainConfig:
         data = dict(data)
         for key in ("size", "paste_count", "paste_height", "outliers", "train"):
             if data.get(key) is not None:

@@ -22,7 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from roadanomaly.training.eomt.losses import class_loss, dice_loss, num_masks_across_processes, sigmoid_bce_loss
+from roadanomaly.training.eomt.losses import (
+    class_loss,
+    dice_loss,
+    num_masks_across_processes,
+    sigmoid_bce_loss,
+)
 from roadanomaly.training.eomt.matcher import MatchCosts, hungarian_match
 
 Matches = list[tuple[Tensor, Tensor]]

@@ -133,7 +133,7 @@ class AnomalyHeadModule(L.LightningModule):
         self.rba_oe = RbaOEHead(base.class_head) if config.baseline else None
         self.costs = MatchCosts(mask=config.cost_mask, cls=config.cost_class, dice=config.cost_dice)
 
-    def train(self, mode: bool = True) -> "AnomalyHeadModule":
+    def train(self, mode: bool = True) -> AnomalyHeadModule:
         super().train(mode)
         self.base.eval()  # inference behaviour of the frozen parts (masked attention as at test time)
         return self

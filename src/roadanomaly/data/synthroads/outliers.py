@@ -133,7 +133,7 @@ def _paste_cutout(
     """A shaded synthetic object of height ~2r centred at ``centre``; pixels and mask clipped to the image."""
     cut = synth_cutout(rng, max(8, int(2 * r)))
     h, w = cut.alpha.shape
-    x0, y0 = int(round(centre[0] - w / 2)), int(round(centre[1] - h / 2))
+    x0, y0 = round(centre[0] - w / 2), round(centre[1] - h / 2)
     ya, yb, xa, xb = max(0, y0), min(mask.shape[0], y0 + h), max(0, x0), min(mask.shape[1], x0 + w)
     if ya >= yb or xa >= xb:
         return
