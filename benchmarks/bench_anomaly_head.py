@@ -55,7 +55,7 @@ def speed(args: argparse.Namespace) -> int:
         return time.perf_counter() - start
 
     start = time.perf_counter()
-    cache = QueryCache(base, samples, batch_size=args.batch)
+    cache = QueryCache(base, samples, module.costs, batch_size=args.batch)
     build = time.perf_counter() - start
     full_get = lambda b: [samples[i] for i in b]
     full, cached = [], []

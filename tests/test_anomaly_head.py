@@ -27,7 +27,8 @@ from roadanomaly.models.eomt_checkpoints import load_eomt
 from roadanomaly.scoring import compute_scores
 from roadanomaly.training.anomaly_head_config import AnomalyHeadTrainConfig
 from roadanomaly.training.anomaly_head_data import PastedTrainSet
-from roadanomaly.training.anomaly_head_losses import rba_pixel_scores
+from roadanomaly.training.anomaly_head_losses import match_all, rba_pixel_scores
+from roadanomaly.training.eomt.matcher import MatchCosts, hungarian_match
 from roadanomaly.training.anomaly_head_module import (
     AnomalyHeadModule,
     QueryCache,
@@ -124,7 +125,7 @@ def test_cached_path_gives_the_same_loss_as_the_full_path() -> None:
     base = tiny_base()
     module = AnomalyHeadModule(base, config())
     samples = tiny_samples()
-    cache = QueryCache(base, samples, batch_size=3)
+    cache = QueryCache(base, samples, module.costs, batch_size=3)
     assert len(cache) == len(samples) == 8
     for indices in ([0, 1, 2, 3], [7, 2, 5]):
         full = module.losses([samples[i] for i in indices])
@@ -209,10 +210,24 @@ def test_scores_against_a_direct_formula() -> None:
 def test_query_batch_reads_mask_logits_at_pixel_centres() -> None:
     base = tiny_base()
     samples = tiny_samples()
-    qb = query_batch(base, [samples[0]])
+    qb = query_batch(base, [samples[0]], MatchCosts())
     with torch.no_grad():
         out = base.forward_all(samples[0].image[None])
     logits = F.interpolate(out.mask_logits[-1], (CROP, CROP), mode="bilinear", align_corners=False)[0]
     xs = (samples[0].coords[:, 0] * CROP - 0.5).round().long()
     ys = (samples[0].coords[:, 1] * CROP - 0.5).round().long()
     torch.testing.assert_close(qb.point_logits[0].detach(), logits[:, ys, xs], rtol=1e-5, atol=1e-5)
+
+
+def test_split_matching_equals_the_hungarian_matcher() -> None:
+    base = tiny_base()
+    samples = tiny_samples()
+    costs = MatchCosts(mask=5.0, cls=2.0, dice=5.0)
+    qb = query_batch(base, [samples[i] for i in range(4)], costs)
+    logits = torch.randn(4, 6, 3)
+    labels = [a.long() for a in qb.anomaly]
+    keep = [torch.ones_like(a) for a in qb.anomaly]
+    ours = match_all(logits, qb, labels, keep, costs)
+    for i, (q, t) in enumerate(ours):
+        rq, rt = hungarian_match(qb.point_logits[i].detach(), logits[i], qb.point_targets[i], labels[i], costs)
+        assert torch.equal(q, rq) and torch.equal(t, rt)

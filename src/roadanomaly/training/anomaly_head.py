@@ -101,7 +101,7 @@ def train_anomaly_head(
     cache_s, data = 0.0, samples
     if config.use_cache:
         start = time.perf_counter()
-        data = QueryCache(base, samples, batch_size=8)
+        data = QueryCache(base, samples, module.costs, batch_size=8)
         cache_s = time.perf_counter() - start
     train_s = fit(module, data, config, output, progress)
     module.eval()

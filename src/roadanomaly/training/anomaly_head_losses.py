@@ -18,8 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from roadanomaly.training.eomt.losses import (
@@ -28,7 +31,7 @@ from roadanomaly.training.eomt.losses import (
     num_masks_across_processes,
     sigmoid_bce_loss,
 )
-from roadanomaly.training.eomt.matcher import MatchCosts, hungarian_match
+from roadanomaly.training.eomt.matcher import MatchCosts, cost_matrix
 
 Matches = list[tuple[Tensor, Tensor]]
 
@@ -37,7 +40,8 @@ Matches = list[tuple[Tensor, Tensor]]
 class QueryBatch:
     """``queries`` (B, Q, D), ``class_logits`` (B, Q, C + 1), ``point_logits`` (B, Q, P) final mask logits at the
     points, ``point_labels`` (B, P) 0 / 1 / 255; per sample ``point_targets`` (T, P), ``anomaly`` (T,) bool and
-    ``classes`` (T,) train ids (-1 for pasted objects)."""
+    ``classes`` (T,) train ids (-1 for pasted objects), and ``mask_costs`` (Q, T) from
+    :func:`mask_cost_matrices`."""
 
     queries: Tensor
     class_logits: Tensor
@@ -46,15 +50,38 @@ class QueryBatch:
     point_targets: list[Tensor]
     anomaly: list[Tensor]
     classes: list[Tensor]
+    mask_costs: list[Tensor]
+
+
+def mask_cost_matrices(batch_point_logits: Tensor, point_targets: list[Tensor], costs: MatchCosts) -> list[Tensor]:
+    """Per sample, the (Q, T) mask part of the matching cost (``mask * BCE + dice * dice``, the matcher's
+    :func:`cost_matrix` with no class term): fixed while the masks are frozen, so computed once per sample."""
+    no_class = MatchCosts(mask=costs.mask, cls=0.0, dice=costs.dice)
+    with torch.no_grad():
+        return [
+            cost_matrix(logits.float(), targets.float(), logits.new_zeros(len(logits), 1),
+                        logits.new_zeros(len(targets), dtype=torch.long), no_class)
+            for logits, targets in zip(batch_point_logits, point_targets)
+        ]  # fmt: skip
 
 
 def match_all(logits: Tensor, batch: QueryBatch, labels: list[Tensor], keep: list[Tensor], costs: MatchCosts) -> Matches:
-    """Per sample, matches of queries to the targets selected by ``keep`` (target indices count within those)."""
-    return [
-        hungarian_match(batch.point_logits[i].float(), logits[i].detach(), batch.point_targets[i][keep[i]],
-                        labels[i][keep[i]], costs)
-        for i in range(logits.shape[0])
-    ]  # fmt: skip
+    """Per sample, the least-cost matches of queries to the targets selected by ``keep`` (target indices count
+    within those): the sample's mask cost plus ``cls * (-softmax(logits)[label])``, as the Hungarian matcher."""
+    matches = []
+    with torch.no_grad():
+        for i in range(logits.shape[0]):
+            labels_i = labels[i][keep[i]].long()
+            if labels_i.numel() == 0:
+                empty = torch.zeros(0, dtype=torch.long, device=logits.device)
+                matches.append((empty, empty.clone()))
+                continue
+            prob = logits[i].float().softmax(-1)[:, labels_i]
+            cost = batch.mask_costs[i][:, keep[i]] - costs.cls * prob
+            matrix = np.nan_to_num(cost.cpu().numpy(), nan=1e8, posinf=1e8, neginf=-1e8)
+            rows, cols = linear_sum_assignment(matrix)
+            matches.append((torch.as_tensor(rows, device=logits.device), torch.as_tensor(cols, device=logits.device)))
+    return matches
 
 
 def head_loss(

@@ -21,6 +21,7 @@ from roadanomaly.training.anomaly_head_config import AnomalyHeadTrainConfig
 from roadanomaly.training.anomaly_head_data import PastedSample
 from roadanomaly.training.anomaly_head_losses import (
     QueryBatch,
+    mask_cost_matrices,
     head_loss,
     matched_mask_loss,
     normal_class_loss,
@@ -49,20 +50,23 @@ def read_at(maps: Tensor, coords: Tensor) -> Tensor:
     return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]
 
 
-def query_batch(base: EoMT, samples: list[PastedSample]) -> QueryBatch:
+def query_batch(base: EoMT, samples: list[PastedSample], costs: MatchCosts) -> QueryBatch:
     """One forward pass of ``base`` over the samples' images -> their :class:`QueryBatch`."""
     device = next(base.parameters()).device
     images = torch.stack([s.image for s in samples]).to(device)
     out = base.forward_all(images)
     coords = torch.stack([s.coords for s in samples]).to(device)
+    point_logits = read_at(out.mask_logits[-1], coords)
+    point_targets = [s.point_targets.to(device) for s in samples]
     return QueryBatch(
         queries=out.queries,
         class_logits=out.class_logits[-1],
-        point_logits=read_at(out.mask_logits[-1], coords),
+        point_logits=point_logits,
         point_labels=torch.stack([s.point_labels for s in samples]).to(device),
-        point_targets=[s.point_targets.to(device) for s in samples],
+        point_targets=point_targets,
         anomaly=[s.anomaly.to(device) for s in samples],
         classes=[s.classes.to(device) for s in samples],
+        mask_costs=mask_cost_matrices(point_logits, point_targets, costs),
     )
 
 
@@ -70,17 +74,18 @@ class QueryCache(Dataset):
     """Every sample's :class:`QueryBatch` entries, stored once (``dtype`` for the large tensors); items are
     indices and :meth:`collate` assembles batches."""
 
-    def __init__(self, base: EoMT, samples: Dataset, batch_size: int = 8, dtype: torch.dtype = torch.float32,
-                 progress: Any = None) -> None:  # fmt: skip
+    def __init__(self, base: EoMT, samples: Dataset, costs: MatchCosts, batch_size: int = 8,
+                 dtype: torch.dtype = torch.float32, progress: Any = None) -> None:  # fmt: skip
         parts: dict[str, list[Any]] = {k: [] for k in ("queries", "class_logits", "point_logits", "point_labels")}
         self.point_targets: list[Tensor] = []
         self.anomaly: list[Tensor] = []
         self.classes: list[Tensor] = []
+        self.mask_costs: list[Tensor] = []
         base.eval()
         with torch.no_grad():
             for start in range(0, len(samples), batch_size):
                 chunk = [samples[i] for i in range(start, min(len(samples), start + batch_size))]
-                qb = query_batch(base, chunk)
+                qb = query_batch(base, chunk, costs)
                 parts["queries"].append(qb.queries.to("cpu", dtype))
                 parts["class_logits"].append(qb.class_logits.float().cpu())
                 parts["point_logits"].append(qb.point_logits.to("cpu", dtype))
@@ -88,6 +93,7 @@ class QueryCache(Dataset):
                 self.point_targets += [t.cpu() for t in qb.point_targets]
                 self.anomaly += [a.cpu() for a in qb.anomaly]
                 self.classes += [c.cpu() for c in qb.classes]
+                self.mask_costs += [c.cpu() for c in qb.mask_costs]
                 if progress is not None:
                     progress(len(chunk))
         self.queries, self.class_logits, self.point_logits, self.point_labels = (
@@ -114,6 +120,7 @@ class QueryCache(Dataset):
             point_targets=[self.point_targets[i] for i in indices],
             anomaly=[self.anomaly[i] for i in indices],
             classes=[self.classes[i] for i in indices],
+            mask_costs=[self.mask_costs[i] for i in indices],
         )
 
 
@@ -142,7 +149,7 @@ class AnomalyHeadModule(L.LightningModule):
         if isinstance(batch, QueryBatch):
             return batch
         with torch.set_grad_enabled(bool(self.base_trainable) and torch.is_grad_enabled()):
-            return query_batch(self.base, batch)
+            return query_batch(self.base, batch, self.costs)
 
     def losses(self, batch: QueryBatch | list[PastedSample]) -> dict[str, Tensor]:
         """``{"head": ..., "rba_oe": ..., "class": ..., "mask": ..., "loss": total}`` (terms that apply)."""
@@ -190,4 +197,4 @@ class AnomalyHeadModule(L.LightningModule):
 def _detached(qb: QueryBatch) -> QueryBatch:
     """The baseline trains only its own class head: no gradient into fine-tuned base parts through it."""
     return QueryBatch(qb.queries.detach(), qb.class_logits.detach(), qb.point_logits.detach(), qb.point_labels,
-                      qb.point_targets, qb.anomaly, qb.classes)  # fmt: skip
+                      qb.point_targets, qb.anomaly, qb.classes, qb.mask_costs)  # fmt: skip
