@@ -104,7 +104,7 @@ def table(args: argparse.Namespace) -> int:
             h, p, rba = by[dataset, head], by[dataset, best], by[dataset, "rba_oe"]
             margin = 100 * (h.auprc - p.auprc)
             checks = {
-                f"AuPRC +{margin:.1f} pts over {best} (>= 10)": margin >= 10,
+                f"AuPRC {margin:+.1f} pts over {best} (>= +10)": margin >= 10,
                 f"FPR95 {100 * h.fpr95:.1f} < {100 * p.fpr95:.1f}": h.fpr95 < p.fpr95,
                 f"AuPRC {100 * h.auprc:.1f} >= rba_oe {100 * rba.auprc:.1f}": h.auprc >= rba.auprc,
             }
