@@ -7,9 +7,9 @@ import argparse
 import pytest
 import torch
 
+from roadanomaly.cli import main
 from roadanomaly.cli import train_anomaly_head as cli
 from roadanomaly.data.synthroads import generate_synthroads
-from roadanomaly.errors import UserError
 from roadanomaly.models.anomaly_head import load_anomaly_heads
 from roadanomaly.models.eomt import EoMT, EoMTConfig
 from roadanomaly.models.eomt_checkpoints import load_eomt, save_eomt
@@ -50,17 +50,18 @@ def test_train_anomaly_head_cli_then_evaluate(world, capsys) -> None:
             assert (dataset, method) in methods
 
 
-def test_no_baseline_and_errors(world, tmp_path) -> None:
+def test_no_baseline_and_errors(world, tmp_path, capsys) -> None:
     root, base = world
     args = parse(["anomaly-head", "--base", str(base), "--data", str(root / "synth" / "cityscapes"),
                   "--output", str(tmp_path), "--epochs", "1", "--no-baseline", "--no-cache", "--quiet"])
     assert args.run(args) == 0
     assert set(load_anomaly_heads(tmp_path / "anomaly_head.safetensors", load_eomt(base))) == {"anomaly"}
-    with pytest.raises(UserError, match="no base model: give --base EOMT"):
-        args = parse(["anomaly-head", "--data", str(root)])
-        args.run(args)
+    capsys.readouterr()
+    assert main(["train", "anomaly-head", "--data", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        "roadanomaly: error: no base model: give --base EOMT or 'base:' in the --config file\n"
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 1\nwings: 2\n")
-    with pytest.raises(UserError, match="unknown config fields: wings"):
-        args = parse(["anomaly-head", "--config", str(bad)])
-        args.run(args)
+    assert main(["train", "anomaly-head", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err == f"roadanomaly: error: {bad}: unknown config fields: wings\n"
