@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from roadanomaly.data.bundle import discover_bundles
+from roadanomaly.errors import UserError
 from roadanomaly.evaluate import AnomalyResult, evaluate_bundle
 from roadanomaly.inference.eomt import EoMTPredictor
 from roadanomaly.models.anomaly_head import HEAD_FILE, load_anomaly_heads
@@ -27,11 +28,16 @@ HEAD_METHODS: tuple[str, ...] = ("rba_oe", "anomaly", "anomaly_norm")
 SYNTHROADS_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "anomaly_head_synthroads.yaml"
 
 
-def eomt_with_heads(base: str | Path, heads: str | Path | None, device: str = "cpu", **options: Any) -> EoMTPredictor:
-    """An EoMT predictor for the checkpoint ``base`` with the heads of ``heads`` (a head file or merged folder)."""
+def eomt_with_heads(
+    base: str | Path, heads: str | Path | None, device: str = "cpu", trust_pickle: bool = False, **options: Any
+) -> EoMTPredictor:
+    """An EoMT predictor for the checkpoint ``base`` with the heads of ``heads`` (a head file or merged folder);
+    ``options`` go to :class:`EoMTPredictor` (crop_size, autocast, window_batch)."""
     from roadanomaly.models.eomt_checkpoints import load_eomt_checkpoint
 
-    model, layout = load_eomt_checkpoint(base)
+    model, layout = load_eomt_checkpoint(base, trust_pickle=trust_pickle)
+    if layout == "dinov2":
+        raise UserError(base, "holds DINOv2 backbone weights only, not a trained EoMT")
     query_heads = load_anomaly_heads(heads, model) if heads is not None else None
     info = {"weights": str(base), "layout": layout, **({"head": str(heads)} if heads is not None else {})}
     return EoMTPredictor(model, device, query_heads=query_heads, info=info, **options)
