@@ -231,3 +231,12 @@ def test_split_matching_equals_the_hungarian_matcher() -> None:
     for i, (q, t) in enumerate(ours):
         rq, rt = hungarian_match(qb.point_logits[i].detach(), logits[i], qb.point_targets[i], labels[i], costs)
         assert torch.equal(q, rq) and torch.equal(t, rt)
+
+
+@pytest.mark.parametrize("name", ["anomaly_head_synthroads.yaml", "anomaly_head_demo.yaml"])
+def test_packaged_recipes_load(name: str) -> None:
+    from roadanomaly.training.anomaly_head_demo import SYNTHROADS_RECIPE
+
+    recipe = AnomalyHeadTrainConfig.from_yaml(SYNTHROADS_RECIPE.parent / name, epochs=3)
+    assert recipe.outliers == ("synth",) and recipe.size == (128, 256) and recipe.epochs == 3
+    assert recipe.use_cache and recipe.baseline
