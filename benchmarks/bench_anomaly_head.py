@@ -27,7 +27,8 @@ import torch
 
 def machine() -> str:
     threads = torch.get_num_threads()
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, torch threads {threads}"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load}, torch threads {threads}"
 
 
 def speed(args: argparse.Namespace) -> int:
