@@ -1,8 +1,8 @@
 """The outlier-exposure family: abstract shapes pasted onto any inlier image.
 
 Shapes and textures (random polygons, stars, rotated checkerboards, striped blobs, ring targets,
-thresholded-noise patches) differ on purpose from both test families, so that a model trained to
-flag them is not simply shown the test anomalies.
+thresholded-noise patches, and the shaded, photograph-like cut-outs of :mod:`.outlier_cutouts`) differ on
+purpose from both test families, so that a model trained to flag them is not simply shown the test anomalies.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 from .anomaly_shapes import radial_blob
 from .canvas import ensure_changed
 from .classes import VOID
+from .outlier_cutouts import synth_cutout
 
-SHAPES = ("polygon", "star", "checker", "stripes", "rings", "patch")
+SHAPES = ("polygon", "star", "checker", "stripes", "rings", "patch", "cutout")
 PATTERNS = ("noise", "checker", "stripes", "rings", "gradient")
 
 
@@ -95,6 +96,9 @@ def _paste_one(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, co
     if x1 <= x0 or y1 <= y0:
         return
     local = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    if kind == "cutout":
+        _paste_cutout(rng, image, mask, r, (cx, cy))
+        return
     if kind == "patch":
         noise = cv2.GaussianBlur(rng.standard_normal(local.shape).astype(np.float32), (0, 0), max(1.0, r / 6))
         disc = np.zeros_like(local)
@@ -121,6 +125,21 @@ def _paste_one(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, co
     region = image[y0:y1, x0:x1]
     region[sel] = np.clip(texture[sel], 0, 255).astype(np.uint8)
     mask[y0:y1, x0:x1][sel] = 1
+
+
+def _paste_cutout(
+    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, r: float, centre: tuple[float, float]
+) -> None:
+    """A shaded synthetic object of height ~2r centred at ``centre``; pixels and mask clipped to the image."""
+    cut = synth_cutout(rng, max(8, int(2 * r)))
+    h, w = cut.alpha.shape
+    x0, y0 = round(centre[0] - w / 2), round(centre[1] - h / 2)
+    ya, yb, xa, xb = max(0, y0), min(mask.shape[0], y0 + h), max(0, x0), min(mask.shape[1], x0 + w)
+    if ya >= yb or xa >= xb:
+        return
+    sel = cut.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0] > 0
+    image[ya:yb, xa:xb][sel] = cut.rgb[ya - y0 : yb - y0, xa - x0 : xb - x0][sel]
+    mask[ya:yb, xa:xb][sel] = 1
 
 
 def paste_outliers(

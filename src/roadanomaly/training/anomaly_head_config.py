@@ -1,0 +1,111 @@
+"""Settings of ``roadanomaly train anomaly-head``: a dataclass readable from YAML (see configs/anomaly_head*.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from roadanomaly.errors import UserError
+
+TRAINABLE_PARTS: tuple[str, ...] = ("class_head", "mask_head", "last_blocks")
+
+
+@dataclass
+class AnomalyHeadTrainConfig:
+    """EoMT-EXT anomaly-head training (and the RbA-OE baseline) on inlier images with pasted outliers."""
+
+    base: str = ""
+    """EoMT checkpoint (official / HF / roadanomaly layout)."""
+    data: str = ""
+    """Cityscapes-layout root of the inlier images."""
+    output: str = "runs/anomaly_head"
+    outliers: tuple[str, ...] = ("synth",)
+    """Outlier sources: ``synth``, ``synth:SIZE``, ``coco:ROOT`` or a folder of cut-outs."""
+    split: str = "train"
+    size: tuple[int, int] | None = (128, 256)
+    """(H, W) the inlier images are resized to before pasting (the evaluation size); None keeps them."""
+    max_images: int | None = None
+    copies: int = 2
+    """Pasted versions of each image (different objects, places and crops)."""
+    paste_probability: float = 0.9
+    paste_count: tuple[int, int] = (1, 3)
+    paste_height: tuple[float, float] = (0.15, 0.6)
+    feather: float = 0.0
+    colour_match: float = 0.0
+    num_points: int = 1024
+    """Pixels per sample at which masks and targets are read (matching, RbA loss)."""
+    hidden: int = 256
+    no_object_weight: float = 0.1
+    anomaly_weight: float = 1.0
+    """Weight of the anomaly class in the head's cross-entropy (normal and no-object stay 1 and no_object_weight)."""
+    cost_mask: float = 5.0
+    cost_class: float = 2.0
+    cost_dice: float = 5.0
+    train: tuple[str, ...] = ()
+    """Base parts fine-tuned with the head: class_head, mask_head, last_blocks (frozen by default)."""
+    last_blocks: int = 1
+    cached: bool | None = None
+    """Train on cached query embeddings and mask logits (default: whenever the base is frozen)."""
+    baseline: bool = True
+    """Also train the RbA-OE baseline (the class head fine-tuned with RbA's outlier loss) on the same samples."""
+    outlier_weight: float = 1.0
+    inlier_upper: float = -1.0
+    """RbA: inlier pixel scores are pushed below this."""
+    outlier_lower: float = -0.1
+    """RbA: outlier pixel scores are pushed above this."""
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    baseline_lr: float = 1e-4
+    weight_decay: float = 1e-4
+    seed: int = 0
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.train) - set(TRAINABLE_PARTS))
+        if unknown:
+            raise UserError(None, f"unknown trainable part {unknown[0]!r} (choose from {', '.join(TRAINABLE_PARTS)})")
+        if self.cached and self.train:
+            raise UserError(None, "the cached path needs a frozen base (drop cached or the trainable parts)")
+        if self.copies < 1 or self.epochs < 1 or self.batch_size < 1 or self.num_points < 1:
+            raise UserError(None, "copies, epochs, batch_size and num_points must be positive")
+
+    @property
+    def mask_trainable(self) -> bool:
+        return "mask_head" in self.train or "last_blocks" in self.train
+
+    @property
+    def use_cache(self) -> bool:
+        return (not self.train) if self.cached is None else bool(self.cached)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> AnomalyHeadTrainConfig:
+        """Read a YAML file of field values; ``overrides`` that are not None win over the file."""
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise UserError(path, f"cannot read config ({str(error).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise UserError(path, "config must be a mapping of field: value")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise UserError(path, f"unknown config fields: {', '.join(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnomalyHeadTrainConfig:
+        data = dict(data)
+        for key in ("size", "paste_count", "paste_height", "outliers", "train"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}

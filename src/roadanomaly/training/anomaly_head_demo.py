@@ -1,0 +1,89 @@
+"""Helpers for the demo and the CLI: an EoMT predictor with its anomaly heads, and train-then-evaluate.
+
+Wiring (``roadanomaly evaluate --model eomt --weights BASE --head HEAD``)::
+
+    model, _ = load_eomt_checkpoint(BASE)
+    predictor = EoMTPredictor(model, query_heads=load_anomaly_heads(HEAD, model))
+
+which adds the methods ``anomaly``, ``anomaly_norm`` (head) and ``rba_oe`` (baseline) to msp, entropy, rba,
+noobject and eam, all from the same forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from roadanomaly.data.bundle import discover_bundles
+from roadanomaly.errors import UserError
+from roadanomaly.evaluate import AnomalyResult, evaluate_bundle
+from roadanomaly.inference.eomt import EoMTPredictor
+from roadanomaly.models.anomaly_head import HEAD_FILE, load_anomaly_heads
+from roadanomaly.protocol import EvalProtocol
+from roadanomaly.training.anomaly_head_config import AnomalyHeadTrainConfig
+
+POST_HOC_METHODS: tuple[str, ...] = ("msp", "entropy", "rba", "noobject", "eam")
+HEAD_METHODS: tuple[str, ...] = ("rba_oe", "anomaly", "anomaly_norm")
+SYNTHROADS_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "anomaly_head_synthroads.yaml"
+
+
+def eomt_with_heads(
+    base: str | Path, heads: str | Path | None, device: str = "cpu", trust_pickle: bool = False, **options: Any
+) -> EoMTPredictor:
+    """An EoMT predictor for the checkpoint ``base`` with the heads of ``heads`` (a head file or merged folder);
+    ``options`` go to :class:`EoMTPredictor` (crop_size, autocast, window_batch)."""
+    from roadanomaly.models.eomt_checkpoints import load_eomt_checkpoint
+
+    model, layout = load_eomt_checkpoint(base, trust_pickle=trust_pickle)
+    if layout == "dinov2":
+        raise UserError(base, "holds DINOv2 backbone weights only, not a trained EoMT")
+    query_heads = load_anomaly_heads(heads, model) if heads is not None else None
+    info = {"weights": str(base), "layout": layout, **({"head": str(heads)} if heads is not None else {})}
+    return EoMTPredictor(model, device, query_heads=query_heads, info=info, **options)
+
+
+def evaluate_heads(
+    predictor: EoMTPredictor, bundles: str | Path, size: str = "128x256", progress: bool = False
+) -> list[AnomalyResult]:
+    """Every post-hoc and head method on every bundle under ``bundles``, at evaluation ``size``."""
+    methods = [m for m in (*POST_HOC_METHODS, *HEAD_METHODS) if m in _declared(predictor)]
+    results: list[AnomalyResult] = []
+    for bundle in discover_bundles(bundles):
+        results += evaluate_bundle(predictor, bundle, methods, EvalProtocol(size=size), progress=progress)
+    return results
+
+
+def _declared(predictor: EoMTPredictor) -> set[str]:
+    from roadanomaly.scoring import available_methods
+
+    return set(available_methods(predictor.spec))
+
+
+def ensure_heads(
+    base: str | Path, data: str | Path, workdir: str | Path, config: AnomalyHeadTrainConfig | None = None,
+    retrain: bool = False, progress: bool = False,
+) -> Path:  # fmt: skip
+    """Train the heads on ``data`` (Cityscapes layout) for ``base`` into ``workdir`` unless the same run is there."""
+    from roadanomaly.training.anomaly_head import train_anomaly_head
+
+    config = config or AnomalyHeadTrainConfig.from_yaml(SYNTHROADS_RECIPE)
+    config = AnomalyHeadTrainConfig.from_dict({**config.to_dict(), "base": str(base), "data": str(data),
+                                               "output": str(workdir)})  # fmt: skip
+    heads, stamp = Path(workdir) / HEAD_FILE, Path(workdir) / "trained_for.json"
+    key = json.dumps(config.to_dict(), sort_keys=True)
+    if not retrain and heads.is_file() and stamp.is_file() and stamp.read_text() == key:
+        return heads
+    result = train_anomaly_head(config, progress=progress)
+    stamp.write_text(key)
+    return result.heads
+
+
+def run_head_demo(
+    base: str | Path, synthroads: str | Path, workdir: str | Path, size: str = "128x256",
+    config: AnomalyHeadTrainConfig | None = None, retrain: bool = False, progress: bool = False,
+) -> list[AnomalyResult]:  # fmt: skip
+    """Train (or reuse) the heads for ``base`` on ``synthroads/cityscapes`` with the outlier family, then evaluate
+    EoMT's post-hoc scores, rba_oe and the head on every bundle of ``synthroads/bundle``."""
+    heads = ensure_heads(base, Path(synthroads) / "cityscapes", workdir, config, retrain, progress)
+    return evaluate_heads(eomt_with_heads(base, heads), Path(synthroads) / "bundle", size, progress)
