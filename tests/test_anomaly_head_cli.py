@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import argparse
 
 import pytest
@@ -48,6 +50,14 @@ def test_train_anomaly_head_cli_then_evaluate(world, capsys) -> None:
     for dataset in ("SynthAnomaly", "SynthObstacle"):
         for method in ("msp", "rba", "noobject", "eam", "anomaly", "anomaly_norm", "rba_oe"):
             assert (dataset, method) in methods
+    # the evaluate command with --head gives the same rows
+    document = root / "eval.json"
+    assert main(["evaluate", "--model", "eomt", "--weights", str(base), "--head", str(out / "anomaly_head.safetensors"),
+                 "--data", str(root / "synth" / "bundle"), "--size", "32x64", "--output", str(document), "--quiet",
+                 "--workers", "0"]) == 0
+    rows = {(r["dataset"], r["method"]): r for r in json.loads(document.read_text())["results"]}
+    assert rows == {(r.dataset, r.method): r.to_dict() for r in results}
+    assert json.loads(document.read_text())["model"]["head"] == str(out / "anomaly_head.safetensors")
 
 
 def test_no_baseline_and_errors(world, tmp_path, capsys) -> None:

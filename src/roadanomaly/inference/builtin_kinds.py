@@ -53,7 +53,7 @@ register_model_kind(
         "eomt",
         "EoMT: official checkpoint, Hugging Face folder or roadanomaly folder",
         _eomt,
-        options=frozenset({"crop_size", "autocast"}),
+        options=frozenset({"crop_size", "autocast", "head"}),
     )
 )
 register_model_kind(

@@ -194,8 +194,12 @@ def load_eomt_predictor(
     window_batch: int = 4,
     img_size: tuple[int, int] | None = None,
     trust_pickle: bool = False,
+    head: str | Path | None = None,
 ) -> EoMTPredictor:
-    """An :class:`EoMTPredictor` for the EoMT at ``weights`` (official / HF / roadanomaly layout, detected)."""
+    """An :class:`EoMTPredictor` for the EoMT at ``weights`` (official / HF / roadanomaly layout, detected).
+
+    ``head``: a file from ``roadanomaly train anomaly-head`` trained on this very EoMT; its anomaly head and RbA-OE
+    class head join the query heads (methods ``anomaly``, ``anomaly_norm``, ``rba_oe``)."""
     from roadanomaly.models.eomt_checkpoints import load_eomt_checkpoint
 
     model, layout = load_eomt_checkpoint(weights, img_size=img_size, trust_pickle=trust_pickle)
@@ -204,4 +208,9 @@ def load_eomt_predictor(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(None, f"device {device!r} requested but CUDA is not available")
     info = {"weights": str(weights), "layout": layout}
+    if head is not None:
+        from roadanomaly.models.anomaly_head import load_anomaly_heads
+
+        query_heads = {**(query_heads or {}), **load_anomaly_heads(head, model)}
+        info["head"] = str(head)
     return EoMTPredictor(model, device, crop_size, autocast, query_heads, window_batch, info)

@@ -1,11 +1,6 @@
 """Helpers for the demo and the CLI: an EoMT predictor with its anomaly heads, and train-then-evaluate.
 
-Wiring (``roadanomaly evaluate --model eomt --weights BASE --head HEAD``)::
-
-    model, _ = load_eomt_checkpoint(BASE)
-    predictor = EoMTPredictor(model, query_heads=load_anomaly_heads(HEAD, model))
-
-which adds the methods ``anomaly``, ``anomaly_norm`` (head) and ``rba_oe`` (baseline) to msp, entropy, rba,
+``roadanomaly evaluate --model eomt --weights BASE --head HEAD`` (``load_eomt_predictor(BASE, head=HEAD)``) adds the methods ``anomaly``, ``anomaly_norm`` (head) and ``rba_oe`` (baseline) to msp, entropy, rba,
 noobject and eam, all from the same forward pass.
 """
 
@@ -16,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from roadanomaly.data.bundle import discover_bundles
-from roadanomaly.errors import UserError
-from roadanomaly.evaluate import AnomalyResult, evaluate_bundle
-from roadanomaly.inference.eomt import EoMTPredictor
-from roadanomaly.models.anomaly_head import HEAD_FILE, load_anomaly_heads
+from roadanomaly.evaluation import EvaluationEngine
+from roadanomaly.inference.eomt import EoMTPredictor, load_eomt_predictor
+from roadanomaly.models.anomaly_head import HEAD_FILE
 from roadanomaly.protocol import EvalProtocol
+from roadanomaly.results import AnomalyResult
 from roadanomaly.training.anomaly_head_config import AnomalyHeadTrainConfig
 
 POST_HOC_METHODS: tuple[str, ...] = ("msp", "entropy", "rba", "noobject", "eam")
@@ -31,16 +26,8 @@ SYNTHROADS_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "anomaly_h
 def eomt_with_heads(
     base: str | Path, heads: str | Path | None, device: str = "cpu", trust_pickle: bool = False, **options: Any
 ) -> EoMTPredictor:
-    """An EoMT predictor for the checkpoint ``base`` with the heads of ``heads`` (a head file or merged folder);
-    ``options`` go to :class:`EoMTPredictor` (crop_size, autocast, window_batch)."""
-    from roadanomaly.models.eomt_checkpoints import load_eomt_checkpoint
-
-    model, layout = load_eomt_checkpoint(base, trust_pickle=trust_pickle)
-    if layout == "dinov2":
-        raise UserError(base, "holds DINOv2 backbone weights only, not a trained EoMT")
-    query_heads = load_anomaly_heads(heads, model) if heads is not None else None
-    info = {"weights": str(base), "layout": layout, **({"head": str(heads)} if heads is not None else {})}
-    return EoMTPredictor(model, device, query_heads=query_heads, info=info, **options)
+    """An EoMT predictor for the checkpoint ``base`` with the heads of ``heads`` (a head file or merged folder)."""
+    return load_eomt_predictor(base, device=device, trust_pickle=trust_pickle, head=heads, **options)
 
 
 def evaluate_heads(
@@ -48,10 +35,8 @@ def evaluate_heads(
 ) -> list[AnomalyResult]:
     """Every post-hoc and head method on every bundle under ``bundles``, at evaluation ``size``."""
     methods = [m for m in (*POST_HOC_METHODS, *HEAD_METHODS) if m in _declared(predictor)]
-    results: list[AnomalyResult] = []
-    for bundle in discover_bundles(bundles):
-        results += evaluate_bundle(predictor, bundle, methods, EvalProtocol(size=size), progress=progress)
-    return results
+    engine = EvaluationEngine(predictor, EvalProtocol(size=size), methods, progress_bars=progress)
+    return engine.run(discover_bundles(bundles)).results
 
 
 def _declared(predictor: EoMTPredictor) -> set[str]:
