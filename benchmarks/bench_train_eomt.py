@@ -7,7 +7,7 @@ Without --data, SynthRoads is generated first (the demo's data: seed 0, 400 trai
 The recipe trains (src/roadanomaly/configs/eomt_synthroads.yaml: one torch thread + one data worker = 2 cores)
 and validates every ``val_every`` steps on the val split at 128x256, the scale at which the ERFNet demo reports
 its 30 % (README). Afterwards the exported weights are scored again through ``roadanomaly evaluate``'s code path,
-and the curve (wall time, step, mIoU) is printed beside the ERFNet target. Training wall time excludes start-up.
+and the curve (wall time from the start of fitting, step, mIoU) is printed beside the ERFNet target.
 """
 
 from __future__ import annotations
