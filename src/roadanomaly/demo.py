@@ -18,10 +18,17 @@ from roadanomaly.inference import load_predictor
 from roadanomaly.progress import stage_callback
 from roadanomaly.protocol import EvalProtocol
 from roadanomaly.report import format_table
+from roadanomaly.results import AnomalyResult
+from roadanomaly.training.anomaly_head_config import AnomalyHeadTrainConfig
 from roadanomaly.training.config import ERFNetTrainConfig
+from roadanomaly.training.eomt.config import EoMTTrainConfig
 
 
-SYNTHROADS_RECIPE = Path(__file__).parent / "configs" / "erfnet_synthroads.yaml"
+CONFIGS = Path(__file__).parent / "configs"
+SYNTHROADS_RECIPE = CONFIGS / "erfnet_synthroads.yaml"
+EOMT_RECIPE = CONFIGS / "eomt_synthroads_demo.yaml"
+HEAD_RECIPE = CONFIGS / "anomaly_head_demo.yaml"
+EOMT_METHODS: tuple[str, ...] = ("msp", "entropy", "rba", "noobject", "eam", "rba_oe", "anomaly", "anomaly_norm")
 
 
 @dataclass
@@ -35,11 +42,15 @@ class DemoConfig:
     anomaly_images: int = 40
     obstacle_images: int = 40
     train: ERFNetTrainConfig = field(default_factory=lambda: ERFNetTrainConfig.from_yaml(SYNTHROADS_RECIPE))
+    eomt: EoMTTrainConfig | None = field(default_factory=lambda: EoMTTrainConfig.from_yaml(EOMT_RECIPE))
+    """The EoMT recipe (None: the demo shows ERFNet only)."""
+    head: AnomalyHeadTrainConfig = field(default_factory=lambda: AnomalyHeadTrainConfig.from_yaml(HEAD_RECIPE))
+    """The anomaly head and RbA-OE baseline trained on the frozen EoMT with the SynthRoads outlier family."""
     eval_size: str = "128x256"
     """Evaluation resolution: the training scale, as the course scripts evaluate at their training size."""
 
     def data_key(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("train", "eval_size")}
+        return {k: v for k, v in asdict(self).items() if k not in ("train", "eomt", "head", "eval_size")}
 
 
 def default_workdir() -> Path:
@@ -61,10 +72,10 @@ def ensure_synthroads(workdir: Path, config: DemoConfig, regenerate: bool, progr
 
     root = workdir / "synthroads"
     if not regenerate and _manifest_matches(root, config):
-        print(f"[1/3] SynthRoads already generated in {root}")
+        print(f"[1/5] SynthRoads already generated in {root}")
         return root
     total = config.train_images + config.val_images + config.anomaly_images + config.obstacle_images
-    print(f"[1/3] generating SynthRoads in {root} ({total} images at {config.size[0]}x{config.size[1]})")
+    print(f"[1/5] generating SynthRoads in {root} ({total} images at {config.size[0]}x{config.size[1]})")
     with tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True) as bar:
         generate_synthroads(
             root,
@@ -101,15 +112,48 @@ def ensure_erfnet(workdir: Path, data: Path, config: DemoConfig, retrain: bool, 
     stamp = workdir / "erfnet" / "trained.json"
     key = {"data": config.data_key(), "train": train_config.to_dict()}
     if not retrain and weights.is_file() and _same(stamp, key):
-        print(f"[2/3] using cached ERFNet weights {weights}")
+        print(f"[2/5] using cached ERFNet weights {weights}")
         return weights
     print(
-        f"[2/3] training ERFNet on SynthRoads ({config.train_images} images, "
+        f"[2/5] training ERFNet on SynthRoads ({config.train_images} images, "
         f"{train_config.encoder_epochs} encoder-only + {train_config.epochs} whole-network epochs)"
     )
     result = train_erfnet(train_config, progress=progress)
     stamp.write_text(json.dumps(key))
     return result.weights
+
+
+def ensure_eomt(workdir: Path, data: Path, config: DemoConfig, retrain: bool, progress: bool) -> Path:
+    """Train the demo EoMT on the SynthRoads Cityscapes tree unless one from the same data and recipe exists."""
+    from roadanomaly.training.eomt.train import train_eomt
+
+    train_config = EoMTTrainConfig.from_dict({**config.eomt.to_dict(), "data": str(data / "cityscapes"),
+                                              "output": str(workdir / "eomt")})
+    weights, stamp = workdir / "eomt" / "model", workdir / "eomt" / "trained.json"
+    key = {"data": config.data_key(), "train": train_config.to_dict()}
+    if not retrain and (weights / "config.json").is_file() and _same(stamp, key):
+        print(f"[3/5] using the cached EoMT {weights}")
+        return weights
+    minutes = train_config.schedule_minutes or train_config.max_minutes
+    budget = f"about {minutes:g} minutes" if minutes else f"{train_config.max_steps} steps"
+    print(f"[3/5] training EoMT on SynthRoads from scratch ({budget})")
+    result = train_eomt(train_config, resume=None, progress=progress)
+    print(f"      EoMT val mIoU {100 * result.val_miou:.2f} %")
+    stamp.write_text(json.dumps(key))
+    return Path(result.weights)
+
+
+def ensure_head(workdir: Path, data: Path, eomt: Path, config: DemoConfig, retrain: bool, progress: bool) -> Path:
+    """Train the anomaly head and the RbA-OE baseline on the frozen EoMT (outlier family only), or reuse them."""
+    from roadanomaly.training.anomaly_head_demo import ensure_heads
+
+    print("[4/5] anomaly head and RbA-OE baseline on the frozen EoMT (outlier exposure with SynthOutlier objects)")
+    return ensure_heads(eomt, data / "cityscapes", workdir / "anomaly_head", config.head, retrain, progress)
+
+
+def _labelled(rows: list[AnomalyResult], model: str) -> list[AnomalyResult]:
+    """Rows with the model's name before the method, for one table of several models."""
+    return [AnomalyResult.from_dict({**r.to_dict(), "method": f"{model} {r.method}"}) for r in rows]
 
 
 def run_demo(
@@ -126,21 +170,31 @@ def run_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     data = ensure_synthroads(workdir, config, regenerate, progress)
     weights = ensure_erfnet(workdir, data, config, retrain or regenerate, progress)
-    predictor = load_predictor("erfnet", weights)
+    eomt = head = None
+    if config.eomt is not None:
+        eomt = ensure_eomt(workdir, data, config, retrain or regenerate, progress)
+        head = ensure_head(workdir, data, eomt, config, retrain or regenerate, progress)
     protocol = EvalProtocol(size=config.eval_size)
 
-    print("[3/3] evaluating on the SynthRoads validation split (mIoU) and benchmark bundles (anomaly scores)")
+    print("[5/5] evaluating on the SynthRoads validation split (mIoU) and benchmark bundles (anomaly scores)")
     output = workdir / "results.json"
-    engine = EvaluationEngine(predictor, protocol, progress_bars=progress, output=output)
+    engine = EvaluationEngine(load_predictor("erfnet", weights), protocol, progress_bars=progress, output=output)
     result = engine.run(discover_bundles(data / "bundle"), CityscapesDataset(data / "cityscapes", "val"))
     result.segmentation = {**(result.segmentation or {}), "dataset": "SynthRoads val"}
+    table = _labelled(result.results, "erfnet")
+    if eomt is not None:
+        eomt_output = workdir / "results_eomt.json"
+        predictor = load_predictor("eomt", eomt, head=head)
+        eomt_result = EvaluationEngine(predictor, protocol, EOMT_METHODS, progress_bars=progress,
+                                       output=eomt_output).run(discover_bundles(data / "bundle"))
+        table += _labelled(eomt_result.results, "eomt")
+        result.extras["eomt_results"] = str(eomt_output)
     result.extras["wall_time_s"] = round(time.perf_counter() - start, 1)
     result.save(output)
     document = result.to_dict()
-    segmentation = document["segmentation"]
-    results = result.results
     print()
-    print(format_table(results))
-    print(f"\nSynthRoads val mIoU: {100 * segmentation['miou']:.2f} %   wall time: {document['wall_time_s']:.0f} s")
-    print(f"results written to {output}")
+    print(format_table(table))
+    print(f"\nSynthRoads val mIoU (ERFNet): {100 * result.segmentation['miou']:.2f} %   "
+          f"wall time: {document['wall_time_s']:.0f} s")
+    print(f"results written to {output}" + (f" and {workdir / 'results_eomt.json'}" if eomt is not None else ""))
     return document
