@@ -94,7 +94,7 @@ def test_predict_user_mistakes(tmp_path, erfnet, capsys):
          f"unknown method 'fancy' (known: {', '.join(ALL_METHOD_NAMES)})"),
         (["predict", str(tmp_path / "ok.png"), "--method", "rba", *base],
          "method 'rba' is not defined for this model (available: msp, maxlogit, entropy, energy, void)"),
-        (["predict", str(broken), *base], f"{broken}: cannot read image (cannot identify image file '{broken}')"),
+        (["predict", str(broken), *base], f"{broken}: cannot read image: its contents are in no known image format"),
         (["predict", str(tmp_path / "nowhere.png"), *base], f"{tmp_path / 'nowhere.png'}: no such image or folder"),
         (["predict", str(tmp_path / "out_empty"), *base], None),
         (["predict", str(tmp_path / "ok.png"), "--crop-size", "64", *base],

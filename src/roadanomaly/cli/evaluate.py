@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options
+from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options, size_type
 from roadanomaly.data.cityscapes import CityscapesDataset
 from roadanomaly.data.layouts import discover_datasets
 from roadanomaly.errors import UserError
@@ -16,7 +16,7 @@ from roadanomaly.evaluation import (
     init_from_environment,
 )
 from roadanomaly.inference import load_predictor
-from roadanomaly.protocol import PROTOCOL_PRESETS, EvalProtocol, parse_size
+from roadanomaly.protocol import PROTOCOL_PRESETS, EvalProtocol
 from roadanomaly.report import format_table, write_report
 from roadanomaly.report.overlays import ExtremesRecorder
 from roadanomaly.scoring import ALL_METHOD_NAMES, ScoringConfig
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="evaluation protocol preset (default: native); --size and the options below override "
                         "its fields, and the JSON records the result")
     parser.add_argument(
-        "--size", type=_size,
+        "--size", type=size_type,
         help="evaluation resolution: 'native' (scores at the label's size), HxW such as 512x1024, "
         "or a shorter side such as 512 (default: the protocol's)",
     )
@@ -70,14 +70,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "histograms and overlays of each method's best and worst images")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
-
-
-def _size(text: str) -> str:
-    try:
-        parse_size(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
 
 
 def _floats(text: str) -> list[float]:

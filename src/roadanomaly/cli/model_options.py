@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from roadanomaly.errors import UserError
+from roadanomaly.protocol import parse_size
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +44,15 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     names = ("trust_pickle", "model_kwargs", "void_channel", "mean", "std", "pad_to", "crop_size", "autocast",
              "head", "backend")
     return {name: getattr(args, name, None) for name in names}
+
+
+def size_type(text: str) -> str:
+    """argparse type of an evaluation size: ``native``, ``HxW`` or a shorter side (see protocol.parse_size)."""
+    try:
+        parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def check_device(device: str) -> None:

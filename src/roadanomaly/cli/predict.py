@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options
+from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options, size_type
 from roadanomaly.data.io import IMAGE_EXTENSIONS, read_image
 from roadanomaly.errors import UserError
 from roadanomaly.inference import load_predictor
-from roadanomaly.protocol import EvalProtocol, parse_size
+from roadanomaly.protocol import EvalProtocol
 from roadanomaly.report.render import heatmap, overlay, resize_image, save_png
 from roadanomaly.scoring import ALL_METHOD_NAMES, ScoringConfig, available_methods, check_methods, compute_scores
 
@@ -35,21 +35,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help=f"comma-separated scores (default: msp; known: {', '.join(ALL_METHOD_NAMES)})")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     parser.add_argument("--npy", action="store_true", help="also write each raw score map as float16 .npy")
-    parser.add_argument("--size", default="native", type=_size,
+    parser.add_argument("--size", default="native", type=size_type,
                         help="resolution the model sees: 'native' (default), HxW, or a shorter side such as 512")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature T (default 1)")
     parser.add_argument("--include-void", action="store_true",
                         help="keep ERFNet's void channel among the classes for msp/entropy/energy")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
-
-
-def _size(text: str) -> str:
-    try:
-        parse_size(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
 
 
 def input_images(path: Path) -> list[Path]:

@@ -312,7 +312,7 @@ def load_onnx_predictor(weights: str | Path, device: str = "cpu", trust_pickle: 
     path = Path(weights)
     try:
         session = OnnxSession(path, device)
-    except UserError as error:
+    except UserError:
         guess = guess_format(path) if path.is_file() else None
         if guess is None:
             raise

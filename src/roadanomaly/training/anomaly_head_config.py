@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
-
-import yaml
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from roadanomaly.errors import UserError
+from roadanomaly.training.config import YamlConfig
 
 TRAINABLE_PARTS: tuple[str, ...] = ("class_head", "mask_head", "last_blocks")
 
 
 @dataclass
-class AnomalyHeadTrainConfig:
+class AnomalyHeadTrainConfig(YamlConfig):
     """EoMT-EXT anomaly-head training (and the RbA-OE baseline) on inlier images with pasted outliers."""
+
+    TUPLES: ClassVar[tuple[str, ...]] = ("size", "paste_count", "paste_height", "outliers", "train")
 
     base: str = ""
     """EoMT checkpoint (official / HF / roadanomaly layout)."""
@@ -82,30 +82,3 @@ class AnomalyHeadTrainConfig:
     @property
     def use_cache(self) -> bool:
         return (not self.train) if self.cached is None else bool(self.cached)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> AnomalyHeadTrainConfig:
-        """Read a YAML file of field values; ``overrides`` that are not None win over the file."""
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise UserError(path, f"cannot read config ({str(error).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UserError(path, "config must be a mapping of field: value")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise UserError(path, f"unknown config fields: {', '.join(unknown)}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(data)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AnomalyHeadTrainConfig:
-        data = dict(data)
-        for key in ("size", "paste_count", "paste_height", "outliers", "train"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}

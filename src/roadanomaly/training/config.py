@@ -15,7 +15,7 @@ C = TypeVar("C", bound="YamlConfig")
 
 
 class YamlConfig:
-    """YAML I/O for a dataclass: unknown fields are a UserError; ``TUPLES`` fields are read as tuples of ints."""
+    """YAML I/O for a dataclass: unknown fields are a UserError; ``TUPLES`` fields (YAML lists) are read as tuples."""
 
     TUPLES: ClassVar[tuple[str, ...]] = ()
 
@@ -43,7 +43,7 @@ class YamlConfig:
         data = dict(data)
         for key in cls.TUPLES:
             if data.get(key) is not None:
-                data[key] = tuple(int(v) for v in data[key])
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
