@@ -1,33 +1,70 @@
-"""Fixed-size state for the binned anomaly metrics: per-bin counts of anomaly and in-distribution pixels."""
+"""Fixed-size state for the binned anomaly metrics: per-cell counts of anomaly and in-distribution pixels.
+
+Cells are coarse order-preserving float32 bins (``_float_bins``), and, inside the coarse bins where the scores
+concentrate, sub-bins down to single float32 values. Which coarse bins are *refined* is decided once, from the first
+``WARMUP`` pixels (held back until then): when the coarse cells' error bounds exceed ``TARGET_BOUND``, those with the
+largest shares of them, at most ``capacity``. Merging keeps the bins of largest mass among both states' refined ones.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from roadanomaly.metrics._curves import curve_metrics
-from roadanomaly.metrics._distributed import all_reduce_sum_
-from roadanomaly.metrics._float_bins import check_bits, float_bins, zero_bin
-from roadanomaly.metrics._inputs import STEP
+from roadanomaly.metrics._curves import TPR_TARGET, Cells, cell_metrics, error_shares
+from roadanomaly.metrics._distributed import all_gather_cat, all_reduce_sum_, is_distributed
+from roadanomaly.metrics._float_bins import (
+    check_bits,
+    coarse_bins,
+    float_keys,
+    significant_bits,
+    sub_bins,
+    zero_bin,
+)
+from roadanomaly.metrics._inputs import STEP, VOID
 
 #: Pixels processed per step (see ``_inputs.STEP``); also bounds the scratch memory whatever the size of an update.
 SLICE = STEP
+#: Pixels held back (float32 score + uint8 label, 20 MiB) before the refined coarse bins are chosen.
+WARMUP = 1 << 22
+#: ``precision`` entries: pixels by significant bits their input scores could need (index 25: not float32-exact).
+INEXACT = 25
+_INT_BITS = {torch.bool: 1, torch.uint8: 8, torch.int8: 8, torch.int16: 16}
+_FLOAT_BITS = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24}
+UNDECIDED = -1
+#: Error bound of the coarse cells (estimated from the held-back pixels) above which bins are refined.
+TARGET_BOUND = 5e-5
+#: Bins whose TPR range comes this close to 95 % count as near the FPR95 point when choosing the refined bins.
+FPR95_BAND = 0.03
 
 
 class BinnedState:
-    """Counts per score bin, in one int64 histogram of ``2 * 2**bits`` entries.
+    """Counts per cell, in one int64 histogram of ``2 * region + 1`` entries.
 
-    Entries ``[0, 2**bits)`` count in-distribution pixels and ``[2**bits, 2 * 2**bits)`` anomaly pixels, by the
-    order-preserving bin of their score (see ``_float_bins``). The index of a pixel is ``bin + label * 2**bits``;
-    void pixels (label 255) are clamped into the last entry, an anomaly bin that only NaN bit patterns reach (and
-    NaN scores are rejected), and are dropped when computing. States combine by summation.
+    Each label (0, then 1) has a region of ``region = 2**bits + capacity * 2**sub_bits`` entries: the coarse bins,
+    then ``capacity`` slots of sub-bins, slot ``i`` refining coarse bin ``refined[i]`` (sorted). A pixel's entry is
+    ``base[coarse] + sub * refined_flag + label * region``; void pixels (label 255) land past the end and are clamped
+    into the last entry, the sink. The coarse entry of a refined bin counts its pixels added before it was refined
+    (only when merging states refined differently). ``precision`` counts pixels by the significant bits of their
+    input dtype, which tells which cells can only hold equal scores. States combine by summation once their refined
+    bins agree (:meth:`merge`, :meth:`sync`).
     """
 
     def __init__(self, bits: int) -> None:
         self.bits = check_bits(bits)
         self.num_bins = 1 << bits
-        self.hist = torch.zeros(2 * self.num_bins, dtype=torch.int64)
+        self.sub_bits = min(10, 32 - bits)
+        self.capacity = self.num_bins >> self.sub_bits
+        self.region = self.num_bins + (self.capacity << self.sub_bits)
+        self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)
+        self.precision = torch.zeros(INEXACT + 1, dtype=torch.int64)
+        self.refined: Tensor | None = None  # None: not decided yet
+        self._base: Tensor | None = None
+        self._pending: list[tuple[Tensor, Tensor, bool]] = []
+        self._pending_pixels = 0
         self._scratch: dict[str, Tensor] = {}
+
+    # --- adding pixels --------------------------------------------------------------------------------------------
 
     def _buffer(self, name: str, size: int, dtype: torch.dtype) -> Tensor:
         """A reusable scratch tensor of at least ``size`` elements (not part of the state)."""
@@ -38,6 +75,42 @@ class BinnedState:
 
     def update(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
         """Count flat, already validated scores (any real dtype, no NaN) and uint8 labels in {0, 1, 255}."""
+        if scores.numel() == 0:
+            return
+        self._note_precision(scores)
+        if self.refined is None:
+            self._hold(scores.to(torch.float32, copy=True), labels.clone(), has_void)
+        else:
+            self._count(scores, labels, has_void)
+
+    def _hold(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
+        """Hold back float32 ``scores`` and their labels (taken over, not copied) until the refined bins are chosen."""
+        self._pending.append((scores, labels, has_void))
+        self._pending_pixels += scores.numel()
+        if self._pending_pixels >= WARMUP:
+            self.flush()
+
+    def _note_precision(self, scores: Tensor) -> None:
+        """Count the pixels of ``scores`` by the significant bits they may need (``INEXACT``: float32 rounds them)."""
+        n = scores.numel()
+        dtype = scores.dtype
+        if dtype in _FLOAT_BITS or dtype in _INT_BITS:
+            self.precision[_FLOAT_BITS.get(dtype, _INT_BITS.get(dtype))] += n
+            return
+        inexact = 0
+        for start in range(0, n, SLICE):
+            part = scores[start : start + SLICE]
+            rounded = torch.add(part, 0.0, out=self._buffer("values", part.numel(), torch.float32))
+            inexact += int(torch.ne(rounded, part).sum())
+        self.precision[INEXACT] += inexact
+        self.precision[24] += n - inexact
+
+    def _count(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
+        """Add pixels to the histogram with the refined bins decided (``self._base`` built)."""
+        base_table = self._base
+        if base_table is None:
+            self._count_coarse(scores, labels, has_void)
+            return
         n = scores.numel()
         ones = torch.ones(1, dtype=torch.int64).expand(min(n, SLICE))
         for start in range(0, n, SLICE):
@@ -46,64 +119,365 @@ class BinnedState:
             values = scores[start:stop]
             if values.dtype != torch.float32:
                 values = torch.add(values, 0.0, out=self._buffer("values", m, torch.float32))
-            index = float_bins(values, self.bits, self._buffer("index", m, torch.int32),
-                               self._buffer("scratch", m, torch.int32))
-            index.add_(labels[start:stop], alpha=self.num_bins)  # anomalies to the upper half
+            keys = float_keys(values, self._buffer("keys", m, torch.int32), self._buffer("scratch", m, torch.int32))
+            coarse = coarse_bins(keys, self.bits, self._buffer("scratch", m, torch.int32))
+            index = torch.index_select(base_table, 0, coarse, out=self._buffer("index", m, torch.int32))
+            sub = sub_bins(keys, self.bits, self.sub_bits, self._buffer("keys", m, torch.int32))
+            refined = torch.ge(index, self.num_bins, out=self._buffer("refined", m, torch.bool))
+            index.add_(sub.mul_(refined))
+            index.add_(labels[start:stop], alpha=self.region)  # anomalies to the second region
             if has_void:
-                index.clamp_(max=2 * self.num_bins - 1)  # 255 * 2**bits + bin: out of range, into the sink
+                index.clamp_(max=2 * self.region)  # 255 * region + entry: past the end, into the sink
             self.hist.index_add_(0, index, ones[:m])
 
-    def counts(self) -> tuple[Tensor, Tensor]:
-        """Anomaly and in-distribution counts of the non-empty bins, from the highest score down."""
-        negatives, positives = self.hist.view(2, self.num_bins)
-        occupied = self.hist.view(2, self.num_bins).any(0)  # the only temporary of the histogram's length
-        occupied[-1] = False  # the void sink
+    def _count_coarse(self, scores: Tensor, labels: Tensor, has_void: bool, hist: Tensor | None = None,
+                      region: int | None = None) -> None:
+        """Add pixels by coarse bin only (no bin refined), into ``hist`` with labels ``region`` apart."""
+        hist = self.hist if hist is None else hist
+        region = self.region if region is None else region
+        n = scores.numel()
+        ones = torch.ones(1, dtype=torch.int64).expand(min(n, SLICE))
+        for start in range(0, n, SLICE):
+            stop = min(start + SLICE, n)
+            m = stop - start
+            values = scores[start:stop]
+            if values.dtype != torch.float32:
+                values = torch.add(values, 0.0, out=self._buffer("values", m, torch.float32))
+            keys = float_keys(values, self._buffer("keys", m, torch.int32), self._buffer("scratch", m, torch.int32))
+            index = coarse_bins(keys, self.bits, keys)
+            index.add_(labels[start:stop], alpha=region)
+            if has_void:
+                index.clamp_(max=hist.numel() - 1)
+            hist.index_add_(0, index, ones[:m])
+
+    def flush(self) -> None:
+        """Choose the refined bins from the pixels held back (if not chosen yet) and count those pixels."""
+        if self.refined is not None or not self._pending:
+            return
+        pending, self._pending, self._pending_pixels = self._pending, [], 0
+        for scores, labels, has_void in pending:  # coarse counts first: the refined bins are chosen from them
+            self._count_coarse(scores, labels, has_void)
+        chosen = self._worth_refining()
+        self._set_refined_layout(chosen)
+        if chosen.numel():
+            self.hist.zero_()
+            for scores, labels, has_void in pending:
+                self._count(scores, labels, has_void)
+
+    # --- refinement -----------------------------------------------------------------------------------------------
+
+    def _worth_refining(self) -> Tensor:
+        """The coarse bins to refine, judged from the coarse counts alone (sorted).
+
+        Nothing when the error bounds of the coarse cells (``_curves.error_shares``) all stay within
+        ``TARGET_BOUND``: refining costs cache misses on every pixel. Otherwise up to ``capacity`` bins with a share
+        of the bounds, the largest first (a bin's share: the largest of its three; FPR95's spread over the bins near
+        the 95 % TPR point), then bins of largest class-balanced mass. Without both classes, a bin's share is taken as ``m**2 / 8``, ``m`` its fraction of
+        the pixels (AUROC's share were the missing class spread like the present one).
+        """
+        if self._coarse_single():
+            return torch.empty(0, dtype=torch.int64)
+        coarse = self.hist[:-1].view(2, self.region)[:, : self.num_bins].clone()
         zero = zero_bin(self.bits)
-        occupied[zero] |= occupied[zero - 1]  # -0.0 and +0.0 (and subnormals) are one bin
-        occupied[zero - 1] = False
-        index = torch.nonzero(occupied).squeeze(1).flip(0)
-        pos, neg = positives[index], negatives[index]
-        at_zero = index == zero
-        pos[at_zero] += positives[zero - 1]
-        neg[at_zero] += negatives[zero - 1]
-        return pos, neg
+        coarse[:, zero] += coarse[:, zero - 1]  # -0.0 and +0.0 are one cell: bin zero stands for both
+        coarse[:, zero - 1] = 0
+        occupied = torch.nonzero(coarse.any(0)).squeeze(1).flip(0)  # from the highest score down
+        negatives, positives = coarse[:, occupied]
+        num_pos, num_neg = int(positives.sum()), int(negatives.sum())
+        if num_pos and num_neg:
+            shares = error_shares(positives, negatives, torch.zeros(occupied.numel(), dtype=torch.bool))
+            if max(float(share.sum()) for share in shares.values()) <= TARGET_BOUND:
+                return torch.empty(0, dtype=torch.int64)
+            # Where the 95 % TPR point falls moves with more pixels: FPR95's share goes to every bin near it.
+            tpr = torch.cumsum(positives, 0).double() / num_pos
+            near = (tpr >= TPR_TARGET - FPR95_BAND) & (tpr - positives / num_pos < TPR_TARGET + FPR95_BAND)
+            shares["fpr95"] = near * negatives.double() / num_neg
+            share = torch.stack(list(shares.values())).amax(0)
+        else:
+            fraction = (positives + negatives).double() / float(num_pos + num_neg)
+            share = fraction**2 / 8.0
+            if float(share.sum()) <= TARGET_BOUND:
+                return torch.empty(0, dtype=torch.int64)
+        # Refining anything costs about as much as refining all we can: take up to capacity bins, largest share
+        # first, then (bins that may gain a share with more pixels) largest class-balanced mass.
+        mass = negatives.double() / max(num_neg, 1) + positives.double() / max(num_pos, 1)
+        by_mass = torch.sort(mass, descending=True, stable=True).indices
+        by_share = torch.sort(share, descending=True, stable=True).indices[: int((share > 0).sum())]
+        order = torch.cat([by_share, by_mass[share[by_mass] == 0]])[: self.capacity - 1]
+        chosen = occupied[order]
+        if bool((chosen == zero).any()):
+            chosen = torch.cat([chosen, torch.tensor([zero - 1])])
+        return torch.sort(chosen).values
+
+    def _coarse_single(self) -> bool:
+        """Whether every coarse cell can only hold equal scores (the inputs have few enough significant bits)."""
+        return self._widest_input() <= significant_bits(self.bits)
+
+    def _widest_input(self) -> int:
+        """The most significant bits any score added may need (``INEXACT``: more than float32 holds)."""
+        return int(torch.nonzero(self.precision).max()) if bool(self.precision.any()) else 0
+
+    def _choose(self, counts: Tensor, candidates: Tensor, totals: Tensor) -> Tensor:
+        """The ``capacity`` bins of largest class-balanced mass among ``candidates`` (sorted), given their
+        ``(2, len(candidates))`` counts of in-distribution and anomaly pixels and the ``totals`` of each class. A
+        bin's class-balanced mass is the sum over both classes of its pixels over the class total.
+        """
+        mass = (counts.double() / totals.clamp(min=1).double().unsqueeze(1)).sum(0)
+        order = torch.sort(mass, descending=True, stable=True).indices[: self.capacity]
+        return torch.sort(candidates[order].to(torch.int64)).values
+
+    def _set_refined(self, refined: Tensor) -> None:
+        """Adopt a new list of refined bins: slots of bins that stay move, those of dropped bins fold back."""
+        refined = refined.to(torch.int64)
+        if self.refined is not None and self.refined.numel():
+            regions = self.hist[:-1].view(2, self.region)
+            coarse = regions[:, : self.num_bins]
+            fine = regions[:, self.num_bins :].view(2, self.capacity, 1 << self.sub_bits)
+            old = self.refined
+            stays = torch.isin(old, refined)
+            kept = fine[:, : old.numel()][:, stays].clone()
+            coarse[:, old[~stays]] += fine[:, : old.numel()][:, ~stays].sum(2)
+            fine[:, : old.numel()].zero_()
+            fine[:, torch.searchsorted(refined, old[stays])] = kept
+        self._set_refined_layout(refined)
+
+    def _class_totals(self) -> Tensor:
+        """In-distribution and anomaly pixels counted (held-back ones excluded)."""
+        return self.hist[:-1].view(2, self.region).sum(1)
+
+    def _bin_counts(self, ids: Tensor) -> Tensor:
+        """``(2, len(ids))`` pixels per class in coarse bins ``ids`` (coarse entry plus refined sub-bins)."""
+        regions = self.hist[:-1].view(2, self.region)
+        counts = regions[:, ids].clone()
+        if self.refined is not None and self.refined.numel():
+            fine = regions[:, self.num_bins :].view(2, self.capacity, -1)[:, : self.refined.numel()].sum(2)
+            at = torch.isin(ids, self.refined)
+            counts[:, at] += fine[:, torch.searchsorted(self.refined, ids[at])]
+        return counts
+
+    # --- reading ---------------------------------------------------------------------------------------------------
+
+    def cells(self) -> Cells:
+        """Counts of the non-empty cells from the highest score down, with which of them hold a single value.
+
+        While pixels are held back, a scratch state chooses the refined bins from them: this one stays as it is.
+        """
+        if self.refined is None and self._pending:
+            scratch = BinnedState(self.bits)
+            scratch.precision = self.precision
+            scratch._pending = list(self._pending)
+            scratch.flush()
+            return scratch.cells()
+        regions = self.hist[:-1].view(2, self.region)
+        sub_size = 1 << self.sub_bits
+        zero = zero_bin(self.bits)
+        widest = self._widest_input()
+        coarse_single = widest <= significant_bits(self.bits)
+        fine_single = widest <= significant_bits(self.bits) + self.sub_bits
+
+        occupied = torch.nonzero(regions[:, : self.num_bins].any(0)).squeeze(1)
+        coarse_neg, coarse_pos = regions[:, occupied]
+        refined = self.refined if self.refined is not None else torch.empty(0, dtype=torch.int64)
+        fine = regions[:, self.num_bins :].view(2, self.capacity, sub_size)[:, : refined.numel()]
+        # A refined bin whose coarse entry holds pixels (added before it was refined) is read as one coarse cell.
+        unresolved = torch.isin(refined, occupied)
+        if bool(unresolved.any()):
+            at = torch.searchsorted(occupied, refined[unresolved])
+            coarse_neg[at] += fine[0, unresolved].sum(1)
+            coarse_pos[at] += fine[1, unresolved].sum(1)
+            fine, refined = fine[:, ~unresolved], refined[~unresolved]
+
+        # Keys ordering all cells: coarse bin c covers [c * sub_size, (c + 1) * sub_size); -0.0's cell is put at
+        # the top of bin zero - 1 so that it sits right below +0.0's (the bottom of bin zero) and merges with it.
+        coarse_keys = occupied * sub_size + (occupied == zero - 1) * (sub_size - 1)
+        fine_occupied = torch.nonzero(fine.any(0))
+        slot, sub = fine_occupied[:, 0], fine_occupied[:, 1]
+        keys = torch.cat([coarse_keys, refined[slot] * sub_size + sub])
+        pos = torch.cat([coarse_pos, fine[1, slot, sub]])
+        neg = torch.cat([coarse_neg, fine[0, slot, sub]])
+        single = torch.cat([torch.full((occupied.numel(),), coarse_single), torch.full((slot.numel(),), fine_single)])
+        if slot.numel():
+            keys, order = torch.sort(keys, descending=True)
+            pos, neg, single = pos[order], neg[order], single[order]
+        else:
+            keys, pos, neg, single = keys.flip(0), pos.flip(0), neg.flip(0), single.flip(0)
+        low_zero = torch.nonzero(keys == zero * sub_size - 1).squeeze(1)
+        high_zero = torch.nonzero(keys == zero * sub_size).squeeze(1)
+        if low_zero.numel() and high_zero.numel():  # -0.0 and +0.0: one cell
+            i, j = int(high_zero), int(low_zero)
+            pos[i] += pos[j]
+            neg[i] += neg[j]
+            single[i] &= bool(single[j])
+            keep = torch.ones(keys.numel(), dtype=torch.bool)
+            keep[j] = False
+            keys, pos, neg, single = keys[keep], pos[keep], neg[keep], single[keep]
+        return Cells(pos, neg, single, self._lower_edges(keys))
+
+    def _lower_edges(self, keys: Tensor) -> Tensor:
+        """The lowest float32 value of each cell (by cell key), as float64; -inf for the bin of -inf."""
+        shift = 32 - self.bits - self.sub_bits
+        int_keys = ((keys - zero_bin(self.bits) * (1 << self.sub_bits)) << shift).to(torch.int32)
+        flip = torch.bitwise_right_shift(int_keys, 31) & 0x7FFFFFFF
+        values = torch.bitwise_xor(int_keys, flip).view(torch.float32).double()
+        return torch.nan_to_num(values, nan=-float("inf"), posinf=float("inf"), neginf=-float("inf"))
+
+    def compute(self) -> dict[str, float | int | bool]:
+        """The metrics of everything counted so far, with ``exact`` and ``max_error_bound``."""
+        return cell_metrics(self.cells())
 
     def pixel_counts(self) -> tuple[int, int]:
-        """Valid and anomaly pixels counted so far (void pixels sit in the last entry, the sink)."""
-        sink = int(self.hist[-1])
-        return int(self.hist.sum()) - sink, int(self.hist[self.num_bins :].sum()) - sink
+        """Valid and anomaly pixels counted so far, held-back pixels included."""
+        valid = int(self.hist[:-1].sum())
+        anomalies = int(self.hist[self.region : -1].sum())
+        for _, labels, _ in self._pending:
+            valid += int((labels != VOID).sum())
+            anomalies += int((labels == 1).sum())
+        return valid, anomalies
 
-    def compute(self) -> dict[str, float | int]:
-        """The metrics of everything counted so far."""
-        positives, negatives = self.counts()
-        return curve_metrics(positives, negatives)
+    # --- state ------------------------------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget everything counted."""
+        """Forget everything counted, and the choice of refined bins."""
         self.hist.zero_()
+        self.precision.zero_()
+        self.refined, self._base = None, None
+        self._pending, self._pending_pixels = [], 0
 
-    def merge(self, other: "BinnedState") -> None:
-        """Add the counts of ``other`` (same ``bits``) to this state."""
+    def _check_same_bits(self, other: "BinnedState") -> None:
         if other.bits != self.bits:
             raise ValueError(f"cannot merge binned states with {self.bits} and {other.bits} bits")
-        self.hist += other.hist
+
+    def merge(self, other: "BinnedState") -> None:
+        """Add the counts of ``other`` (same ``bits``) to this state.
+
+        Pixels ``other`` still holds back are added as if given to :meth:`update` (so merging states that have not
+        chosen their refined bins yet equals one state fed all their pixels). When both have chosen, this state
+        refines the union of both choices, or its ``capacity`` bins of largest class-balanced mass; pixels counted
+        coarsely in a bin the other state refined make that bin read as one coarse cell.
+        """
+        self._check_same_bits(other)
+        self.precision += other.precision
+        if other.refined is None:  # nothing counted yet, only held back
+            for scores, labels, has_void in other._pending:
+                if self.refined is None:
+                    self._hold(scores.clone(), labels.clone(), has_void)
+                else:
+                    self._count(scores, labels, has_void)
+            return
+        if self.refined is None:  # nothing counted yet: take the other's choice, then count what is held back
+            self._set_refined_layout(other.refined)
+            pending, self._pending, self._pending_pixels = self._pending, [], 0
+            for scores, labels, has_void in pending:
+                self._count(scores, labels, has_void)
+        assert self.refined is not None
+        union = torch.unique(torch.cat([self.refined, other.refined]))
+        chosen = union if union.numel() <= self.capacity else self._choose(
+            self._bin_counts(union) + other._bin_counts(union), union, self._class_totals() + other._class_totals())
+        self._set_refined(chosen)
+        if torch.equal(other.refined, chosen):
+            self.hist += other.hist
+        else:
+            copy = BinnedState(self.bits)
+            copy.hist = other.hist.clone()
+            copy._set_refined_layout(other.refined)
+            copy._set_refined(chosen)
+            self.hist += copy.hist
 
     def state_dict(self) -> dict[str, Tensor]:
-        """A copy of the state as plain tensors."""
-        return {"hist": self.hist.clone()}
+        """A copy of the state as plain tensors, held-back pixels included (at most ``WARMUP`` of them)."""
+        if self._pending:
+            pending_scores = torch.cat([scores for scores, _, _ in self._pending])
+            pending_labels = torch.cat([labels for _, labels, _ in self._pending])
+        else:
+            pending_scores, pending_labels = torch.zeros(0), torch.zeros(0, dtype=torch.uint8)
+        return {
+            "hist": self.hist.clone(),
+            "refined": self.refined.clone() if self.refined is not None else torch.tensor([UNDECIDED]),
+            "precision": self.precision.clone(),
+            "pending_scores": pending_scores,
+            "pending_labels": pending_labels,
+        }
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Replace the state by one returned from :meth:`state_dict` (same ``bits``)."""
-        if set(state) != {"hist"}:
-            raise ValueError(f"a binned state has the single key 'hist', got keys {sorted(state)}")
+        keys = {"hist", "refined", "precision", "pending_scores", "pending_labels"}
+        if set(state) != keys:
+            raise ValueError(f"a binned state has the keys {sorted(keys)}, got keys {sorted(state)}")
         hist = torch.as_tensor(state["hist"])
         if tuple(hist.shape) != tuple(self.hist.shape):
             raise ValueError(
-                f"state 'hist' has shape {tuple(hist.shape)}, expected {tuple(self.hist.shape)} "
-                f"(bits={self.bits})"
+                f"state 'hist' has shape {tuple(hist.shape)}, expected {tuple(self.hist.shape)} (bits={self.bits})"
             )
-        self.hist = hist.to(dtype=torch.int64, device="cpu", copy=True)
+        precision = torch.as_tensor(state["precision"])
+        if tuple(precision.shape) != tuple(self.precision.shape):
+            raise ValueError(
+                f"state 'precision' has shape {tuple(precision.shape)}, expected {tuple(self.precision.shape)}"
+            )
+        refined = torch.as_tensor(state["refined"]).to(torch.int64)
+        undecided = refined.numel() == 1 and int(refined[0]) == UNDECIDED
+        if not undecided and (
+            refined.dim() != 1 or refined.numel() > self.capacity or bool((refined < 0).any())
+            or bool((refined >= self.num_bins).any()) or bool((refined[1:] <= refined[:-1]).any())
+        ):
+            raise ValueError(
+                f"state 'refined' must list at most {self.capacity} increasing coarse bins in [0, {self.num_bins})"
+            )
+        hist = hist.to(dtype=torch.int64, device="cpu", copy=True)
+        slots = 0 if undecided else refined.numel()
+        if bool(hist[:-1].view(2, self.region)[:, self.num_bins + (slots << self.sub_bits) :].any()):
+            raise ValueError("state 'hist' counts pixels in sub-bins of no refined bin")
+        scores = torch.as_tensor(state["pending_scores"]).to(dtype=torch.float32, device="cpu", copy=True)
+        labels = torch.as_tensor(state["pending_labels"]).to(dtype=torch.uint8, device="cpu", copy=True)
+        if scores.dim() != 1 or scores.shape != labels.shape or (scores.numel() and not undecided):
+            raise ValueError("state 'pending_scores' and 'pending_labels' must be 1-D of equal length, and empty "
+                             "once the refined bins are chosen")
+        self.hist, self.precision = hist, precision.to(dtype=torch.int64, device="cpu", copy=True)
+        self._pending, self._pending_pixels = [], 0
+        self.refined, self._base = None, None
+        if not undecided:
+            self._set_refined_layout(refined)
+        elif scores.numel():
+            self._hold(scores, labels, bool((labels == VOID).any()))
+
+    def _set_refined_layout(self, refined: Tensor) -> None:
+        """Adopt ``refined`` as the list of refined bins whose slots the histogram already follows."""
+        self.refined = refined.to(torch.int64).clone()
+        if refined.numel() == 0:
+            self._base = None
+            return
+        base = torch.arange(self.num_bins, dtype=torch.int32)
+        base[refined] = self.num_bins + (torch.arange(refined.numel(), dtype=torch.int32) << self.sub_bits)
+        self._base = base
 
     def sync(self) -> None:
-        """Sum the state over all processes (when ``torch.distributed`` is initialised)."""
+        """Sum the state over all processes (when ``torch.distributed`` is initialised).
+
+        While no process has chosen its refined bins, all held-back pixels are gathered (every process then holds
+        them all and chooses alike); otherwise every process refines the union of the choices (or its
+        ``capacity`` bins of largest class-balanced mass) before the histograms are summed.
+        """
+        if not is_distributed():
+            return
+        decided = torch.tensor([int(self.refined is not None)], dtype=torch.int64)
+        all_reduce_sum_(decided)
+        if int(decided) == 0:
+            held = self.state_dict()
+            scores, labels = all_gather_cat(held["pending_scores"]), all_gather_cat(held["pending_labels"])
+            all_reduce_sum_(self.precision)
+            self._pending, self._pending_pixels = [], 0
+            if scores.numel():
+                self._hold(scores, labels, bool((labels == VOID).any()))
+            return
+        self.flush()
+        if self.refined is None:  # no pixel here
+            self._set_refined_layout(torch.empty(0, dtype=torch.int64))
+        assert self.refined is not None
+        union = torch.unique(all_gather_cat(self.refined))
+        if union.numel() > self.capacity:
+            counts = all_reduce_sum_(torch.cat([self._bin_counts(union), self._class_totals().unsqueeze(1)], 1))
+            union = self._choose(counts[:, :-1], union, counts[:, -1])
+        self._set_refined(union)
         all_reduce_sum_(self.hist)
+        all_reduce_sum_(self.precision)
+
+

@@ -3,12 +3,74 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 #: True-positive rate at which the false-positive rate is reported.
 TPR_TARGET = 0.95
+
+
+@dataclass
+class Cells:
+    """Pixel counts per cell of tied (or binned together) scores, from the highest score down.
+
+    ``single[i]`` says that cell ``i`` can only hold equal scores (then it is exactly one of scikit-learn's
+    thresholds); ``thresholds[i]`` is the lowest score the cell can hold (float64).
+    """
+
+    positives: Tensor
+    negatives: Tensor
+    single: Tensor
+    thresholds: Tensor
+
+
+def cell_metrics(cells: Cells) -> dict[str, float | int | bool]:
+    """:func:`curve_metrics` of the cells, plus ``exact`` and ``max_error_bound`` (see :func:`error_bounds`)."""
+    result: dict[str, float | int | bool] = dict(curve_metrics(cells.positives, cells.negatives))
+    bounds = error_bounds(cells.positives, cells.negatives, cells.single)
+    result["max_error_bound"] = max(bounds.values())
+    result["exact"] = result["max_error_bound"] == 0.0  # no cell that matters may hold distinct scores
+    return result
+
+
+def error_bounds(positives: Tensor, negatives: Tensor, single: Tensor) -> dict[str, float]:
+    """Bounds on ``|ours - scikit-learn's|`` for AP, FPR95 and AUROC when cells not ``single`` may hold distinct
+    scores in any order (whatever that order, scikit-learn's value lies within the bound of ours); the sums of
+    :func:`error_shares`.
+    """
+    return {key: float(share.sum()) for key, share in error_shares(positives, negatives, single).items()}
+
+
+def error_shares(positives: Tensor, negatives: Tensor, single: Tensor) -> dict[str, Tensor]:
+    """Each cell's share (float64, one per cell) of the error bounds of AP, FPR95 and AUROC.
+
+    Per cell not ``single``, with ``p`` positives, ``n`` negatives and ``T0`` / ``F0`` of them above it: AUROC counts
+    each of its ``p * n`` pairs as half a tie, off by at most 1/2 each. FPR95 is off by at most ``n / N`` when the
+    95 % TPR point falls inside the cell. For AP, each of its positives' precision is at most
+    ``(T0 + p) / (T0 + p + F0)`` and the ``j``-th one's at least ``(T0 + j) / (T0 + j + F0 + n)``; the share is the
+    larger distance from ours, ``p * (T0 + p) / (T0 + p + F0 + n)``, over ``P``.
+    """
+    tps, fps = torch.cumsum(positives, 0), torch.cumsum(negatives, 0)
+    num_pos, num_neg = int(tps[-1]), int(fps[-1])
+    loose = ~single
+    p, n = positives.double() * loose, negatives.double() * loose
+    t0, f0 = (tps - positives).double(), (fps - negatives).double()
+
+    auroc = p * n / (2.0 * num_pos * num_neg)
+
+    fpr95 = torch.zeros_like(p)
+    first = int(torch.searchsorted(tps, _min_count_reaching(TPR_TARGET, num_pos)))
+    fpr95[first] = n[first] / num_neg
+
+    ours = p * (t0 + p) / (t0 + p + f0 + n).clamp(min=1.0)
+    upper = p * (t0 + p) / (t0 + p + f0).clamp(min=1.0)
+    c = f0 + n
+    # sum_{x = T0+1}^{T0+p} x / (x + c) = p - c * (H(T0 + p + c) - H(T0 + c)), H(k) = digamma(k + 1) + gamma
+    lower = p - c * (torch.digamma(t0 + p + c + 1.0) - torch.digamma(t0 + c + 1.0))
+    auprc = torch.maximum(upper - ours, ours - lower).clamp(min=0.0) / num_pos
+    return {"auprc": auprc, "fpr95": fpr95, "auroc": auroc}
 
 
 def curve_metrics(positives: Tensor, negatives: Tensor) -> dict[str, float | int]:

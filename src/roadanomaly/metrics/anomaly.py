@@ -6,11 +6,25 @@ All three metrics follow scikit-learn's definitions (``average_precision_score``
 
 Two modes:
 
-- ``"binned"`` (default): fixed-size histograms over order-preserving float32 bins (``2**bits`` of them, relative
-  width ``2**-(bits - 9)``, equal scores always in the same bin). Memory does not depend on the number of pixels,
-  and states from several processes combine by summation.
+- ``"binned"`` (default): fixed-size histograms over order-preserving float32 cells. Every score falls in one of
+  ``2**bits`` coarse bins (relative width ``2**-(bits - 9)``, equal scores always in the same bin); the
+  ``2**(bits - 10)`` coarse bins of largest class-balanced mass (each class weighted by the inverse of its pixel
+  count), chosen from the first ``2**22`` pixels (held back until then), are refined into ``2**10`` sub-bins each:
+  at the default 22 bits, one per float32 value. So scores that crowd into a narrow range (the max softmax of an
+  untrained network, MSP at a high temperature, an entropy near 1) are still told apart. Memory does not depend on
+  the number of pixels (a 128 MiB state at 22 bits), and states from several processes combine by summation once
+  their refined bins agree (:meth:`AnomalyMetric.merge`, :meth:`AnomalyMetric.sync`).
 - ``"exact"``: every valid pixel is stored and sorted at :meth:`AnomalyMetric.compute` time (float64); for small
   data and for checking.
+
+Besides ``auprc``, ``fpr95``, ``auroc``, ``pixels`` and ``anomaly_pixels``, :meth:`AnomalyMetric.compute` returns
+``exact`` (bool: every cell that matters holds a single score value, so the three metrics equal scikit-learn's
+up to float64 rounding) and ``max_error_bound`` (float: a bound on ``|ours - scikit-learn's|`` that holds for each of
+the three metrics, whatever the order of the scores within the cells; 0.0 when ``exact``). A cell can only be
+trusted to hold one value when the input dtype has no more significant bits than the cell resolves: float16,
+bfloat16 and 8-bit inputs in every cell, float32 (and float64 or integer values that float32 represents exactly) in
+sub-bins at 22 bits; other float64 values are rounded to float32 and then no cell counts as single-valued. When
+``max_error_bound`` is too large for a purpose, use ``mode="exact"``.
 """
 
 from __future__ import annotations
@@ -28,14 +42,14 @@ from roadanomaly.metrics._inputs import (
 
 MODES = ("binned", "exact")
 
-#: Key bits kept as the bin index in binned mode: 2**22 bins, relative bin width 2**-13, a 64 MiB state.
+#: Key bits kept as the coarse bin index in binned mode: 2**22 bins, relative bin width 2**-13, a 128 MiB state.
 DEFAULT_BITS = 22
 
 
 class AnomalyMetric:
     """Streaming AP / FPR95 / AUROC over pixels, fed image by image with :meth:`update`.
 
-    ``compute()`` returns ``{"auprc", "fpr95", "auroc", "pixels", "anomaly_pixels"}``. ``merge``, ``state_dict`` /
+    ``compute()`` returns ``{"auprc", "fpr95", "auroc", "pixels", "anomaly_pixels", "exact", "max_error_bound"}``. ``merge``, ``state_dict`` /
     ``load_state_dict`` and ``sync`` combine, save and all-reduce evaluations.
     """
 
@@ -52,7 +66,7 @@ class AnomalyMetric:
         check_no_nan(flat_scores)
         self._state.update(flat_scores, *anomaly_labels_as_uint8(flat_labels))
 
-    def compute(self) -> dict[str, float | int]:
+    def compute(self) -> dict[str, float | int | bool]:
         """The metrics of all pixels added so far; ``ValueError`` when anomaly or in-distribution pixels lack."""
         return self._state.compute()
 
@@ -98,7 +112,7 @@ class AnomalyMetric:
         return f"AnomalyMetric(mode={self.mode!r}{extra})"
 
 
-def anomaly_metrics(scores: ArrayLike, labels: ArrayLike, mode: str = "exact") -> dict[str, float | int]:
+def anomaly_metrics(scores: ArrayLike, labels: ArrayLike, mode: str = "exact") -> dict[str, float | int | bool]:
     """One-shot AP / FPR95 / AUROC of ``scores`` against ``labels`` (0, 1, 255 = void); see :class:`AnomalyMetric`."""
     metric = AnomalyMetric(mode)
     metric.update(scores, labels)
