@@ -10,7 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from roadanomaly.metrics import AnomalyMetric, ConfusionMatrix, _binned, anomaly_metrics
 
@@ -383,11 +389,13 @@ def test_binned_state_size_does_not_depend_on_pixel_count(monkeypatch):
     """Once the refined bins are chosen, the state has a fixed size; before, it holds at most WARMUP pixels more."""
     monkeypatch.setattr(_binned, "WARMUP", 5_000)
     bits = 16
-    fixed = (2 * (2 * 2**bits) + 1) * 8 + (_binned.INEXACT + 1) * 8  # hist and precision
+    precision = (_binned.INEXACT + 1) * 8
+    fixed = (2 * (2**bits + 2**6 * 2**10) + 1) * 8 + precision  # coarse bins + 64 refined ones, per label
     rng = np.random.default_rng(0)
     metric = AnomalyMetric(bits=bits)
     metric.update(np.array([0.1, 0.9], np.float32), np.array([0, 1]))
-    assert nbytes(metric) == fixed + 8 + 2 * 5  # refined: [-1] (undecided); 2 held-back pixels
+    undecided = (2 * 2**bits + 1) * 8 + precision + 8 + 2 * 5  # refined: [-1]; 2 held-back pixels (float32, uint8)
+    assert nbytes(metric) == undecided
     sizes = []
     for _ in range(3):
         metric.update(_clustered_msp(rng, 20_000)[0], make_labels(rng, 20_000))
@@ -567,3 +575,138 @@ def test_pixel_counts_without_computing(mode):
     only_inliers = AnomalyMetric(mode)
     only_inliers.update(np.zeros(4, np.float32), np.array([0, 0, 255, 0], np.uint8))
     assert (only_inliers.pixels, only_inliers.anomaly_pixels) == (3, 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Curves, best F1 and histograms, against numpy / scikit-learn
+
+
+def _valid(scores, labels):
+    keep = labels != 255
+    return np.asarray(scores, dtype=np.float64)[keep], labels[keep] == 1
+
+
+def _fed(mode: str, scores, labels, parts: int = 3) -> AnomalyMetric:
+    metric = AnomalyMetric(mode)
+    for s, y in zip(np.array_split(scores, parts), np.array_split(labels, parts)):
+        metric.update(s, y)
+    return metric
+
+
+# float16 scores: every binned cell holds one value, so both modes must match the references exactly.
+_REPORT_CASES = [("exact", _max_logit), ("exact", _heavy_ties), ("binned", _msp_float16), ("binned", _float16_mixed_sign)]
+
+
+@pytest.mark.parametrize(("mode", "make"), _REPORT_CASES)
+def test_curve_counts_are_the_distinct_scores(mode, make):
+    scores, labels = make(np.random.default_rng(21), 30_000)
+    s, y = _valid(scores, labels)
+    thresholds, positives, negatives = _fed(mode, scores, labels).curve_counts()
+    distinct, where = np.unique(s, return_inverse=True)
+    assert thresholds.dtype == torch.float64 and positives.dtype == negatives.dtype == torch.int64
+    np.testing.assert_array_equal(thresholds.numpy(), distinct[::-1])
+    np.testing.assert_array_equal(positives.numpy(), np.bincount(where, weights=y, minlength=distinct.size)[::-1])
+    np.testing.assert_array_equal(negatives.numpy(), np.bincount(where, weights=~y, minlength=distinct.size)[::-1])
+
+
+@pytest.mark.parametrize(("mode", "make"), _REPORT_CASES)
+def test_curves_match_sklearn(mode, make):
+    scores, labels = make(np.random.default_rng(22), 30_000)
+    s, y = _valid(scores, labels)
+    metric = _fed(mode, scores, labels)
+    full = metric.curves(max_points=10**9)
+    fpr, tpr, roc_thresholds = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(full["roc"]["fpr"], fpr[1:], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(full["roc"]["tpr"], tpr[1:], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(full["thresholds"], roc_thresholds[1:])
+    precision, recall, pr_thresholds = precision_recall_curve(y, s)
+    np.testing.assert_allclose(full["pr"]["precision"], precision[:-1][::-1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(full["pr"]["recall"], recall[:-1][::-1], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(full["thresholds"], pr_thresholds[::-1])
+
+    most = min(40, len(full["thresholds"]) // 2)
+    few = metric.curves(max_points=most)
+    assert 2 <= len(few["thresholds"]) <= most < len(full["thresholds"])
+    assert {len(few["pr"]["recall"]), len(few["pr"]["precision"]), len(few["roc"]["fpr"]),
+            len(few["roc"]["tpr"])} == {len(few["thresholds"])}
+    position = {t: i for i, t in enumerate(full["thresholds"])}
+    kept = [position[t] for t in few["thresholds"]]  # every kept point is a point of the full curve
+    assert kept[0] == 0 and kept[-1] == len(full["thresholds"]) - 1 and kept == sorted(set(kept))
+    for curve, key in (("roc", "fpr"), ("roc", "tpr"), ("pr", "precision"), ("pr", "recall")):
+        assert few[curve][key] == [full[curve][key][i] for i in kept]
+    def steps(curve):
+        return np.diff(np.asarray(curve["roc"]["fpr"]) + np.asarray(curve["roc"]["tpr"]))
+
+    # evenly spread along tpr + fpr (0 to 2): no step much longer than 2 / (most - 1), or than one of the full curve
+    assert steps(few).max() <= max(2 * 2 / (most - 1), steps(full).max())
+
+
+@pytest.mark.parametrize(("mode", "make"), _REPORT_CASES)
+def test_best_f1_threshold_matches_sklearn(mode, make):
+    scores, labels = make(np.random.default_rng(23), 30_000)
+    s, y = _valid(scores, labels)
+    threshold, f1 = _fed(mode, scores, labels).best_f1_threshold()
+    thresholds = np.unique(s)
+    ranked = np.sort(s[y])  # TP(t) and FP(t): pixels of each class scoring >= t, by binary search
+    tp = ranked.size - np.searchsorted(ranked, thresholds, side="left")
+    fp = (~y).sum() - np.searchsorted(np.sort(s[~y]), thresholds, side="left")
+    f1s = 2 * tp / (tp + fp + y.sum())
+    best = np.flatnonzero(f1s == f1s.max()).max()  # ties: the highest threshold
+    some = np.random.default_rng(0).choice(thresholds.size, 5)  # the formula, spot-checked with scikit-learn
+    np.testing.assert_allclose(f1s[some], [f1_score(y, s >= thresholds[i]) for i in some], rtol=1e-12)
+    assert f1 == pytest.approx(f1s[best], abs=1e-12)
+    assert threshold == thresholds[best]
+
+
+@pytest.mark.parametrize(("mode", "make"), _REPORT_CASES)
+def test_histogram_matches_numpy(mode, make):
+    scores, labels = make(np.random.default_rng(24), 30_000)
+    s, y = _valid(scores, labels)
+    metric = _fed(mode, scores, labels)
+    low, high = np.percentile(s, [0.1, 99.9], method="inverted_cdf")
+    for bins, value_range in ((100, None), (7, (float(np.median(s)), float(s.max()) + 1.0))):
+        result = metric.histogram(bins=bins, value_range=value_range)
+        edges = np.asarray(result["edges"])
+        expected_range = (low, high) if value_range is None else value_range
+        assert len(edges) == bins + 1 and (edges[0], edges[-1]) == pytest.approx(expected_range, abs=0)
+        clipped = np.clip(s, edges[0], edges[-1])  # outside the range: in the first or last bin
+        np.testing.assert_array_equal(result["inlier"], np.histogram(clipped[~y], bins=edges)[0])
+        np.testing.assert_array_equal(result["anomaly"], np.histogram(clipped[y], bins=edges)[0])
+        assert (sum(result["inlier"]) + sum(result["anomaly"]), sum(result["anomaly"])) == (
+            metric.pixels, metric.anomaly_pixels)
+
+
+def test_reports_on_refined_float32_scores():
+    """Crowded float32 scores (refined cells: single float32 values): best F1 and ROC as scikit-learn's."""
+    scores, labels = _clustered_msp(np.random.default_rng(25), 200_000)
+    s, y = _valid(scores, labels)
+    metric = _fed("binned", scores, labels)
+    assert metric.compute()["exact"]
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    f1s = 2 * precision * recall / np.maximum(precision + recall, 1e-300)
+    threshold, f1 = metric.best_f1_threshold()
+    assert f1 == pytest.approx(f1s[:-1].max(), abs=1e-12)
+    assert threshold == thresholds[np.flatnonzero(f1s[:-1] == f1s[:-1].max()).max()]
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    full = metric.curves(max_points=10**9)
+    np.testing.assert_allclose(full["roc"]["fpr"], fpr[1:], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(full["roc"]["tpr"], tpr[1:], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("mode", ["binned", "exact"])
+def test_report_errors(mode):
+    metric = AnomalyMetric(mode)
+    metric.update(np.array([0.1, 0.2, 0.3], np.float32), np.array([0, 0, 255], np.uint8))
+    with pytest.raises(ValueError, match=r"cannot compute curves: no anomaly \(label 1\) pixels among the 2"):
+        metric.curves()
+    with pytest.raises(ValueError, match="no anomaly"):
+        metric.best_f1_threshold()
+    assert metric.histogram(bins=2, value_range=(0.0, 1.0)) == {
+        "edges": [0.0, 0.5, 1.0], "inlier": [2, 0], "anomaly": [0, 0]}
+    metric.update(np.array([0.9], np.float32), np.array([1], np.uint8))
+    with pytest.raises(ValueError, match="max_points must be an integer >= 2"):
+        metric.curves(max_points=1)
+    with pytest.raises(ValueError, match="bins must be a positive integer"):
+        metric.histogram(bins=0)
+    with pytest.raises(ValueError, match="value_range"):
+        metric.histogram(value_range=(1.0, 0.0))

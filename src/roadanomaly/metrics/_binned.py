@@ -12,7 +12,11 @@ import torch
 from torch import Tensor
 
 from roadanomaly.metrics._curves import TPR_TARGET, Cells, cell_metrics, error_shares
-from roadanomaly.metrics._distributed import all_gather_cat, all_reduce_sum_, is_distributed
+from roadanomaly.metrics._distributed import (
+    all_gather_cat,
+    all_reduce_sum_,
+    is_distributed,
+)
 from roadanomaly.metrics._float_bins import (
     check_bits,
     coarse_bins,
@@ -55,7 +59,7 @@ class BinnedState:
         self.num_bins = 1 << bits
         self.sub_bits = min(10, 32 - bits)
         self.capacity = self.num_bins >> self.sub_bits
-        self.region = self.num_bins + (self.capacity << self.sub_bits)
+        self.region = self.num_bins  # entries per label: the coarse bins, then (once refined) capacity slots
         self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)
         self.precision = torch.zeros(INEXACT + 1, dtype=torch.int64)
         self.refined: Tensor | None = None  # None: not decided yet
@@ -158,9 +162,9 @@ class BinnedState:
         for scores, labels, has_void in pending:  # coarse counts first: the refined bins are chosen from them
             self._count_coarse(scores, labels, has_void)
         chosen = self._worth_refining()
-        self._set_refined_layout(chosen)
         if chosen.numel():
             self.hist.zero_()
+            self._set_refined_layout(chosen, keep_counts=False)
             for scores, labels, has_void in pending:
                 self._count(scores, labels, has_void)
 
@@ -177,12 +181,17 @@ class BinnedState:
         """
         if self._coarse_single():
             return torch.empty(0, dtype=torch.int64)
-        coarse = self.hist[:-1].view(2, self.region)[:, : self.num_bins].clone()
+        coarse = self.hist[:-1].view(2, self.region)[:, : self.num_bins]
         zero = zero_bin(self.bits)
-        coarse[:, zero] += coarse[:, zero - 1]  # -0.0 and +0.0 are one cell: bin zero stands for both
-        coarse[:, zero - 1] = 0
         occupied = torch.nonzero(coarse.any(0)).squeeze(1).flip(0)  # from the highest score down
         negatives, positives = coarse[:, occupied]
+        below_zero = torch.nonzero(occupied == zero - 1).squeeze(1)
+        if below_zero.numel() and bool((occupied == zero).any()):  # -0.0 and +0.0 are one cell: bin zero's
+            j = int(below_zero)
+            negatives[j - 1] += negatives[j]
+            positives[j - 1] += positives[j]
+            keep = occupied != zero - 1
+            occupied, negatives, positives = occupied[keep], negatives[keep], positives[keep]
         num_pos, num_neg = int(positives.sum()), int(negatives.sum())
         if num_pos and num_neg:
             shares = error_shares(positives, negatives, torch.zeros(occupied.numel(), dtype=torch.bool))
@@ -230,16 +239,29 @@ class BinnedState:
         """Adopt a new list of refined bins: slots of bins that stay move, those of dropped bins fold back."""
         refined = refined.to(torch.int64)
         if self.refined is not None and self.refined.numel():
-            regions = self.hist[:-1].view(2, self.region)
-            coarse = regions[:, : self.num_bins]
-            fine = regions[:, self.num_bins :].view(2, self.capacity, 1 << self.sub_bits)
+            coarse, fine = self._coarse(), self._fine()
             old = self.refined
             stays = torch.isin(old, refined)
-            kept = fine[:, : old.numel()][:, stays].clone()
-            coarse[:, old[~stays]] += fine[:, : old.numel()][:, ~stays].sum(2)
-            fine[:, : old.numel()].zero_()
-            fine[:, torch.searchsorted(refined, old[stays])] = kept
-        self._set_refined_layout(refined)
+            kept = fine[:, stays].clone()
+            coarse[:, old[~stays]] += fine[:, ~stays].sum(2)
+            fine.zero_()
+            self._set_refined_layout(refined)
+            self._fine()[:, torch.searchsorted(refined, old[stays])] = kept
+        else:
+            self._set_refined_layout(refined)
+
+    def _coarse(self) -> Tensor:
+        """``(2, 2**bits)`` view of the coarse counts: in-distribution, then anomaly."""
+        return self.hist[:-1].view(2, self.region)[:, : self.num_bins]
+
+    def _fine(self) -> Tensor:
+        """``(2, len(refined), 2**sub_bits)`` view of the refined bins' sub-bin counts."""
+        used = 0 if self.refined is None else self.refined.numel()
+        fine = self.hist[:-1].view(2, self.region)[:, self.num_bins : self.num_bins + (used << self.sub_bits)]
+        return fine.view(2, used, 1 << self.sub_bits)
+
+    def _region_for(self, refined: Tensor) -> int:
+        return self.num_bins + (self.capacity << self.sub_bits if refined.numel() else 0)
 
     def _class_totals(self) -> Tensor:
         """In-distribution and anomaly pixels counted (held-back ones excluded)."""
@@ -247,12 +269,10 @@ class BinnedState:
 
     def _bin_counts(self, ids: Tensor) -> Tensor:
         """``(2, len(ids))`` pixels per class in coarse bins ``ids`` (coarse entry plus refined sub-bins)."""
-        regions = self.hist[:-1].view(2, self.region)
-        counts = regions[:, ids].clone()
+        counts = self._coarse()[:, ids].clone()
         if self.refined is not None and self.refined.numel():
-            fine = regions[:, self.num_bins :].view(2, self.capacity, -1)[:, : self.refined.numel()].sum(2)
             at = torch.isin(ids, self.refined)
-            counts[:, at] += fine[:, torch.searchsorted(self.refined, ids[at])]
+            counts[:, at] += self._fine().sum(2)[:, torch.searchsorted(self.refined, ids[at])]
         return counts
 
     # --- reading ---------------------------------------------------------------------------------------------------
@@ -268,17 +288,17 @@ class BinnedState:
             scratch._pending = list(self._pending)
             scratch.flush()
             return scratch.cells()
-        regions = self.hist[:-1].view(2, self.region)
+        coarse = self._coarse()
         sub_size = 1 << self.sub_bits
         zero = zero_bin(self.bits)
         widest = self._widest_input()
         coarse_single = widest <= significant_bits(self.bits)
         fine_single = widest <= significant_bits(self.bits) + self.sub_bits
 
-        occupied = torch.nonzero(regions[:, : self.num_bins].any(0)).squeeze(1)
-        coarse_neg, coarse_pos = regions[:, occupied]
+        occupied = torch.nonzero(coarse.any(0)).squeeze(1)
+        coarse_neg, coarse_pos = coarse[:, occupied]
         refined = self.refined if self.refined is not None else torch.empty(0, dtype=torch.int64)
-        fine = regions[:, self.num_bins :].view(2, self.capacity, sub_size)[:, : refined.numel()]
+        fine = self._fine()
         # A refined bin whose coarse entry holds pixels (added before it was refined) is read as one coarse cell.
         unresolved = torch.isin(refined, occupied)
         if bool(unresolved.any()):
@@ -292,15 +312,18 @@ class BinnedState:
         coarse_keys = occupied * sub_size + (occupied == zero - 1) * (sub_size - 1)
         fine_occupied = torch.nonzero(fine.any(0))
         slot, sub = fine_occupied[:, 0], fine_occupied[:, 1]
-        keys = torch.cat([coarse_keys, refined[slot] * sub_size + sub])
+        fine_keys = refined[slot] * sub_size + sub
+        keys = torch.cat([coarse_keys, fine_keys])
+        thresholds = torch.cat([self._values(occupied * sub_size, sub_size), self._values(fine_keys, 1)])
         pos = torch.cat([coarse_pos, fine[1, slot, sub]])
         neg = torch.cat([coarse_neg, fine[0, slot, sub]])
         single = torch.cat([torch.full((occupied.numel(),), coarse_single), torch.full((slot.numel(),), fine_single)])
         if slot.numel():
             keys, order = torch.sort(keys, descending=True)
-            pos, neg, single = pos[order], neg[order], single[order]
         else:
-            keys, pos, neg, single = keys.flip(0), pos.flip(0), neg.flip(0), single.flip(0)
+            order = torch.arange(keys.numel() - 1, -1, -1)
+            keys = keys[order]
+        pos, neg, single, thresholds = pos[order], neg[order], single[order], thresholds[order]
         low_zero = torch.nonzero(keys == zero * sub_size - 1).squeeze(1)
         high_zero = torch.nonzero(keys == zero * sub_size).squeeze(1)
         if low_zero.numel() and high_zero.numel():  # -0.0 and +0.0: one cell
@@ -310,16 +333,17 @@ class BinnedState:
             single[i] &= bool(single[j])
             keep = torch.ones(keys.numel(), dtype=torch.bool)
             keep[j] = False
-            keys, pos, neg, single = keys[keep], pos[keep], neg[keep], single[keep]
-        return Cells(pos, neg, single, self._lower_edges(keys))
+            pos, neg, single, thresholds = pos[keep], neg[keep], single[keep], thresholds[keep]
+        return Cells(pos, neg, single, thresholds)
 
-    def _lower_edges(self, keys: Tensor) -> Tensor:
-        """The lowest float32 value of each cell (by cell key), as float64; -inf for the bin of -inf."""
+    def _values(self, keys: Tensor, width: int) -> Tensor:
+        """The float64 value standing for each cell ``[keys, keys + width)`` (in sub-bin units): its edge nearest
+        zero, i.e. its scores truncated to the cell's precision; the score itself when the cell holds one value."""
         shift = 32 - self.bits - self.sub_bits
-        int_keys = ((keys - zero_bin(self.bits) * (1 << self.sub_bits)) << shift).to(torch.int32)
-        flip = torch.bitwise_right_shift(int_keys, 31) & 0x7FFFFFFF
-        values = torch.bitwise_xor(int_keys, flip).view(torch.float32).double()
-        return torch.nan_to_num(values, nan=-float("inf"), posinf=float("inf"), neginf=-float("inf"))
+        offset = zero_bin(self.bits) << self.sub_bits
+        low = _key_values(((keys - offset) << shift).to(torch.int32))
+        high = _key_values((((keys + width - offset) << shift) - 1).to(torch.int32))
+        return torch.where(low >= 0, low, high)  # -0.0 >= 0: the -0.0 cell stands for zero
 
     def compute(self) -> dict[str, float | int | bool]:
         """The metrics of everything counted so far, with ``exact`` and ``max_error_bound``."""
@@ -338,7 +362,8 @@ class BinnedState:
 
     def reset(self) -> None:
         """Forget everything counted, and the choice of refined bins."""
-        self.hist.zero_()
+        self.region = self.num_bins
+        self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)
         self.precision.zero_()
         self.refined, self._base = None, None
         self._pending, self._pending_pixels = [], 0
@@ -378,7 +403,7 @@ class BinnedState:
             self.hist += other.hist
         else:
             copy = BinnedState(self.bits)
-            copy.hist = other.hist.clone()
+            copy.hist, copy.region = other.hist.clone(), other.region
             copy._set_refined_layout(other.refined)
             copy._set_refined(chosen)
             self.hist += copy.hist
@@ -404,10 +429,6 @@ class BinnedState:
         if set(state) != keys:
             raise ValueError(f"a binned state has the keys {sorted(keys)}, got keys {sorted(state)}")
         hist = torch.as_tensor(state["hist"])
-        if tuple(hist.shape) != tuple(self.hist.shape):
-            raise ValueError(
-                f"state 'hist' has shape {tuple(hist.shape)}, expected {tuple(self.hist.shape)} (bits={self.bits})"
-            )
         precision = torch.as_tensor(state["precision"])
         if tuple(precision.shape) != tuple(self.precision.shape):
             raise ValueError(
@@ -422,16 +443,23 @@ class BinnedState:
             raise ValueError(
                 f"state 'refined' must list at most {self.capacity} increasing coarse bins in [0, {self.num_bins})"
             )
+        region = self._region_for(torch.empty(0) if undecided else refined)
+        if tuple(hist.shape) != (2 * region + 1,):
+            raise ValueError(
+                f"state 'hist' has shape {tuple(hist.shape)}, expected {(2 * region + 1,)} (bits={self.bits}, "
+                f"{0 if undecided else refined.numel()} refined bins)"
+            )
         hist = hist.to(dtype=torch.int64, device="cpu", copy=True)
         slots = 0 if undecided else refined.numel()
-        if bool(hist[:-1].view(2, self.region)[:, self.num_bins + (slots << self.sub_bits) :].any()):
+        if bool(hist[:-1].view(2, region)[:, self.num_bins + (slots << self.sub_bits) :].any()):
             raise ValueError("state 'hist' counts pixels in sub-bins of no refined bin")
         scores = torch.as_tensor(state["pending_scores"]).to(dtype=torch.float32, device="cpu", copy=True)
         labels = torch.as_tensor(state["pending_labels"]).to(dtype=torch.uint8, device="cpu", copy=True)
         if scores.dim() != 1 or scores.shape != labels.shape or (scores.numel() and not undecided):
             raise ValueError("state 'pending_scores' and 'pending_labels' must be 1-D of equal length, and empty "
                              "once the refined bins are chosen")
-        self.hist, self.precision = hist, precision.to(dtype=torch.int64, device="cpu", copy=True)
+        self.hist, self.region = hist, region
+        self.precision = precision.to(dtype=torch.int64, device="cpu", copy=True)
         self._pending, self._pending_pixels = [], 0
         self.refined, self._base = None, None
         if not undecided:
@@ -439,9 +467,18 @@ class BinnedState:
         elif scores.numel():
             self._hold(scores, labels, bool((labels == VOID).any()))
 
-    def _set_refined_layout(self, refined: Tensor) -> None:
-        """Adopt ``refined`` as the list of refined bins whose slots the histogram already follows."""
+    def _set_refined_layout(self, refined: Tensor, keep_counts: bool = True) -> None:
+        """Adopt ``refined`` as the list of refined bins whose slots the histogram already follows; the histogram
+        grows room for the slots at the first refined bin (its counts kept unless ``keep_counts`` is false)."""
         self.refined = refined.to(torch.int64).clone()
+        region = self._region_for(refined)
+        if region != self.region:
+            hist = torch.zeros(2 * region + 1, dtype=torch.int64)
+            if keep_counts:
+                width = min(region, self.region)
+                hist[:-1].view(2, region)[:, :width] = self.hist[:-1].view(2, self.region)[:, :width]
+                hist[-1] = self.hist[-1]
+            self.hist, self.region = hist, region
         if refined.numel() == 0:
             self._base = None
             return
@@ -481,3 +518,7 @@ class BinnedState:
         all_reduce_sum_(self.precision)
 
 
+def _key_values(keys: Tensor) -> Tensor:
+    """The float32 values (as float64) of int32 order-preserving keys (see ``_float_bins``)."""
+    flip = torch.bitwise_right_shift(keys, 31) & 0x7FFFFFFF
+    return torch.bitwise_xor(keys, flip).view(torch.float32).double()

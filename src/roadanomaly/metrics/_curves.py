@@ -54,22 +54,22 @@ def error_shares(positives: Tensor, negatives: Tensor, single: Tensor) -> dict[s
     """
     tps, fps = torch.cumsum(positives, 0), torch.cumsum(negatives, 0)
     num_pos, num_neg = int(tps[-1]), int(fps[-1])
-    loose = ~single
-    p, n = positives.double() * loose, negatives.double() * loose
-    t0, f0 = (tps - positives).double(), (fps - negatives).double()
+    auroc, fpr95, auprc = (torch.zeros(positives.numel(), dtype=torch.float64) for _ in range(3))
 
-    auroc = p * n / (2.0 * num_pos * num_neg)
-
-    fpr95 = torch.zeros_like(p)
     first = int(torch.searchsorted(tps, _min_count_reaching(TPR_TARGET, num_pos)))
-    fpr95[first] = n[first] / num_neg
+    if not bool(single[first]):
+        fpr95[first] = float(negatives[first]) / num_neg
 
-    ours = p * (t0 + p) / (t0 + p + f0 + n).clamp(min=1.0)
-    upper = p * (t0 + p) / (t0 + p + f0).clamp(min=1.0)
+    at = torch.nonzero(~single & (positives > 0)).squeeze(1)  # only these cells have AP or AUROC shares
+    p, n = positives[at].double(), negatives[at].double()
+    t0, f0 = (tps[at] - positives[at]).double(), (fps[at] - negatives[at]).double()
+    auroc[at] = p * n / (2.0 * num_pos * num_neg)
+    ours = p * (t0 + p) / (t0 + p + f0 + n)
+    upper = p * (t0 + p) / (t0 + p + f0)
     c = f0 + n
     # sum_{x = T0+1}^{T0+p} x / (x + c) = p - c * (H(T0 + p + c) - H(T0 + c)), H(k) = digamma(k + 1) + gamma
     lower = p - c * (torch.digamma(t0 + p + c + 1.0) - torch.digamma(t0 + c + 1.0))
-    auprc = torch.maximum(upper - ours, ours - lower).clamp(min=0.0) / num_pos
+    auprc[at] = torch.maximum(upper - ours, ours - lower).clamp(min=0.0) / num_pos
     return {"auprc": auprc, "fpr95": fpr95, "auroc": auroc}
 
 

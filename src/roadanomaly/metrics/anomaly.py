@@ -29,6 +29,8 @@ sub-bins at 22 bits; other float64 values are rounded to float32 and then no cel
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from roadanomaly.metrics._binned import BinnedState
@@ -39,6 +41,7 @@ from roadanomaly.metrics._inputs import (
     as_flat_tensors,
     check_no_nan,
 )
+from roadanomaly.metrics._reports import best_f1, curves, histogram
 
 MODES = ("binned", "exact")
 
@@ -50,7 +53,9 @@ class AnomalyMetric:
     """Streaming AP / FPR95 / AUROC over pixels, fed image by image with :meth:`update`.
 
     ``compute()`` returns ``{"auprc", "fpr95", "auroc", "pixels", "anomaly_pixels", "exact", "max_error_bound"}``. ``merge``, ``state_dict`` /
-    ``load_state_dict`` and ``sync`` combine, save and all-reduce evaluations.
+    ``load_state_dict`` and ``sync`` combine, save and all-reduce evaluations. :meth:`curve_counts`,
+    :meth:`curves`, :meth:`best_f1_threshold` and :meth:`histogram` give the curves behind the metrics, for plots
+    and reports.
     """
 
     def __init__(self, mode: str = "binned", *, bits: int = DEFAULT_BITS) -> None:
@@ -69,6 +74,44 @@ class AnomalyMetric:
     def compute(self) -> dict[str, float | int | bool]:
         """The metrics of all pixels added so far; ``ValueError`` when anomaly or in-distribution pixels lack."""
         return self._state.compute()
+
+    def curve_counts(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(thresholds, positives, negatives)``: float64, int64 and int64 tensors, one entry per distinct threshold
+        from the highest score down, counting the anomaly and in-distribution pixels at it.
+
+        In exact mode the thresholds are the distinct scores. In binned mode each entry is a cell of the histogram
+        and its threshold the lowest float32 value the cell can hold: the score itself for a cell that holds one
+        value (see ``exact`` in :meth:`compute`), the lower edge of its bin otherwise.
+        """
+        cells = self._state.cells()
+        return cells.thresholds.clone(), cells.positives.clone(), cells.negatives.clone()
+
+    def curves(self, max_points: int = 512) -> dict[str, Any]:
+        """PR and ROC curves for plotting: ``{"pr": {"recall", "precision"}, "roc": {"fpr", "tpr"}, "thresholds"}``,
+        lists of equal length, at most ``max_points``.
+
+        Point ``i`` counts the pixels scoring at least ``thresholds[i]`` as anomalies (thresholds from the highest
+        down; scikit-learn's ``roc_curve`` adds a first point (0, 0) and ``precision_recall_curve`` a last one
+        (recall 0, precision 1), not repeated here). Beyond ``max_points`` thresholds, the kept ones are spread
+        evenly in ``(tpr + fpr) / 2``, the first and last always kept. ``ValueError`` without both classes.
+        """
+        return curves(self._state.cells(), max_points)
+
+    def best_f1_threshold(self) -> tuple[float, float]:
+        """``(threshold, f1)``: the threshold of the highest pixel-level F1 over all thresholds (pixels scoring at
+        least it are anomalies; the highest threshold on ties), and that F1. ``ValueError`` without both classes."""
+        return best_f1(self._state.cells())
+
+    def histogram(self, bins: int = 100, value_range: tuple[float, float] | None = None) -> dict[str, list]:
+        """Score histograms for reports: ``{"edges": bins + 1 floats, "inlier": counts, "anomaly": counts}``.
+
+        ``value_range`` defaults to the 0.1th to 99.9th percentile of all valid scores (numpy's ``inverted_cdf``
+        percentile), so that a few extreme scores do not squash the plot; scores outside the range count in the
+        first or last bin (the counts add up to :attr:`pixels` and :attr:`anomaly_pixels`). Bins are
+        ``[edges[i], edges[i + 1])``, the last one closed. In binned mode each cell counts at its threshold (see
+        :meth:`curve_counts`).
+        """
+        return histogram(self._state.cells(), bins, value_range)
 
     @property
     def pixels(self) -> int:
