@@ -162,11 +162,13 @@ class BinnedState:
         for scores, labels, has_void in pending:  # coarse counts first: the refined bins are chosen from them
             self._count_coarse(scores, labels, has_void)
         chosen = self._worth_refining()
-        if chosen.numel():
-            self.hist.zero_()
-            self._set_refined_layout(chosen, keep_counts=False)
-            for scores, labels, has_void in pending:
-                self._count(scores, labels, has_void)
+        if chosen.numel() == 0:
+            self._set_refined_layout(chosen)
+            return
+        self.hist.zero_()
+        self._set_refined_layout(chosen, keep_counts=False)
+        for scores, labels, has_void in pending:
+            self._count(scores, labels, has_void)
 
     # --- refinement -----------------------------------------------------------------------------------------------
 
