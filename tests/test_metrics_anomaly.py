@@ -182,7 +182,7 @@ def _energy_wide(rng, n):
 @pytest.mark.parametrize("warmup", [None, 350_000])
 @pytest.mark.parametrize("make", [_msp_float16, _max_logit, _quantised, _energy_wide])
 def test_binned_matches_sklearn_on_realistic_scores(make, warmup, monkeypatch):
-    """Held back whole, or the refined bins chosen from the first 3 of 4 updates, the last one held back anew."""
+    """Held back whole, or the refined bins chosen at the third of 4 updates (the fourth counted directly)."""
     if warmup is not None:
         monkeypatch.setattr(_binned, "WARMUP", warmup)
     rng = np.random.default_rng(3)

@@ -311,21 +311,28 @@ class BinnedState:
 
         # Keys ordering all cells: coarse bin c covers [c * sub_size, (c + 1) * sub_size); -0.0's cell is put at
         # the top of bin zero - 1 so that it sits right below +0.0's (the bottom of bin zero) and merges with it.
+        # Both lists are sorted: each cell's place is its index plus the count of the other list's cells below it.
         coarse_keys = occupied * sub_size + (occupied == zero - 1) * (sub_size - 1)
         fine_occupied = torch.nonzero(fine.any(0))
         slot, sub = fine_occupied[:, 0], fine_occupied[:, 1]
         fine_keys = refined[slot] * sub_size + sub
-        keys = torch.cat([coarse_keys, fine_keys])
-        thresholds = torch.cat([self._values(occupied * sub_size, sub_size), self._values(fine_keys, 1)])
-        pos = torch.cat([coarse_pos, fine[1, slot, sub]])
-        neg = torch.cat([coarse_neg, fine[0, slot, sub]])
-        single = torch.cat([torch.full((occupied.numel(),), coarse_single), torch.full((slot.numel(),), fine_single)])
-        if slot.numel():
-            keys, order = torch.sort(keys, descending=True)
-        else:
-            order = torch.arange(keys.numel() - 1, -1, -1)
-            keys = keys[order]
-        pos, neg, single, thresholds = pos[order], neg[order], single[order], thresholds[order]
+        total = coarse_keys.numel() + fine_keys.numel()
+        at_coarse = total - 1 - (torch.arange(coarse_keys.numel()) + torch.searchsorted(fine_keys, coarse_keys))
+        at_fine = total - 1 - (torch.arange(fine_keys.numel()) + torch.searchsorted(coarse_keys, fine_keys))
+        del fine_occupied
+
+        def placed(coarse_part: Tensor, fine_part: Tensor) -> Tensor:
+            out = torch.empty(total, dtype=coarse_part.dtype)
+            out[at_coarse], out[at_fine] = coarse_part, fine_part
+            return out
+
+        keys = placed(coarse_keys, fine_keys)
+        pos = placed(coarse_pos, fine[1, slot, sub])
+        neg = placed(coarse_neg, fine[0, slot, sub])
+        single = placed(torch.full((occupied.numel(),), coarse_single), torch.full((slot.numel(),), fine_single))
+        widths = (occupied * 0 + sub_size, fine_keys * 0 + 1)
+        lows = (occupied * sub_size, fine_keys)
+        merged: list[int] = []
         low_zero = torch.nonzero(keys == zero * sub_size - 1).squeeze(1)
         high_zero = torch.nonzero(keys == zero * sub_size).squeeze(1)
         if low_zero.numel() and high_zero.numel():  # -0.0 and +0.0: one cell
@@ -333,12 +340,20 @@ class BinnedState:
             pos[i] += pos[j]
             neg[i] += neg[j]
             single[i] &= bool(single[j])
-            keep = torch.ones(keys.numel(), dtype=torch.bool)
+            keep = torch.ones(total, dtype=torch.bool)
             keep[j] = False
-            pos, neg, single, thresholds = pos[keep], neg[keep], single[keep], thresholds[keep]
+            pos, neg, single = pos[keep], neg[keep], single[keep]
+            merged = [j]
+
+        def thresholds() -> Tensor:
+            values = placed(self._values(lows[0], widths[0]), self._values(lows[1], widths[1]))
+            if merged:
+                values = torch.cat([values[: merged[0]], values[merged[0] + 1 :]])
+            return values
+
         return Cells(pos, neg, single, thresholds)
 
-    def _values(self, keys: Tensor, width: int) -> Tensor:
+    def _values(self, keys: Tensor, width: Tensor) -> Tensor:
         """The float64 value standing for each cell ``[keys, keys + width)`` (in sub-bin units): its edge nearest
         zero, i.e. its scores truncated to the cell's precision; the score itself when the cell holds one value."""
         shift = 32 - self.bits - self.sub_bits

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -12,18 +12,24 @@ from torch import Tensor
 TPR_TARGET = 0.95
 
 
-@dataclass
 class Cells:
     """Pixel counts per cell of tied (or binned together) scores, from the highest score down.
 
     ``single[i]`` says that cell ``i`` can only hold equal scores (then it is exactly one of scikit-learn's
-    thresholds); ``thresholds[i]`` is the lowest score the cell can hold (float64).
+    thresholds); ``thresholds[i]`` (float64) is the score standing for the cell: the score itself for such a cell.
+    ``thresholds`` may be given as a function, called once when first needed (the metrics do not need it).
     """
 
-    positives: Tensor
-    negatives: Tensor
-    single: Tensor
-    thresholds: Tensor
+    def __init__(self, positives: Tensor, negatives: Tensor, single: Tensor,
+                 thresholds: Tensor | Callable[[], Tensor]) -> None:
+        self.positives, self.negatives, self.single = positives, negatives, single
+        self._thresholds = thresholds
+
+    @property
+    def thresholds(self) -> Tensor:
+        if callable(self._thresholds):
+            self._thresholds = self._thresholds()
+        return self._thresholds
 
 
 def cell_metrics(cells: Cells) -> dict[str, float | int | bool]:
@@ -40,7 +46,8 @@ def error_bounds(positives: Tensor, negatives: Tensor, single: Tensor) -> dict[s
     scores in any order (whatever that order, scikit-learn's value lies within the bound of ours); the sums of
     :func:`error_shares`.
     """
-    return {key: float(share.sum()) for key, share in error_shares(positives, negatives, single).items()}
+    _, shares, _, fpr95 = _loose_shares(positives, negatives, single)
+    return {"auprc": float(shares["auprc"].sum()), "fpr95": fpr95, "auroc": float(shares["auroc"].sum())}
 
 
 def error_shares(positives: Tensor, negatives: Tensor, single: Tensor) -> dict[str, Tensor]:
@@ -52,25 +59,32 @@ def error_shares(positives: Tensor, negatives: Tensor, single: Tensor) -> dict[s
     ``(T0 + p) / (T0 + p + F0)`` and the ``j``-th one's at least ``(T0 + j) / (T0 + j + F0 + n)``; the share is the
     larger distance from ours, ``p * (T0 + p) / (T0 + p + F0 + n)``, over ``P``.
     """
+    at, shares, first, fpr95 = _loose_shares(positives, negatives, single)
+    dense = {key: torch.zeros(positives.numel(), dtype=torch.float64) for key in ("auprc", "fpr95", "auroc")}
+    dense["auprc"][at], dense["auroc"][at] = shares["auprc"], shares["auroc"]
+    dense["fpr95"][first] = fpr95
+    return dense
+
+
+def _loose_shares(positives: Tensor, negatives: Tensor, single: Tensor) -> tuple[Tensor, dict[str, Tensor], int, float]:
+    """The cells with AP / AUROC shares (not single, with positives), their shares, the FPR95 cell and its share."""
     tps, fps = torch.cumsum(positives, 0), torch.cumsum(negatives, 0)
     num_pos, num_neg = int(tps[-1]), int(fps[-1])
-    auroc, fpr95, auprc = (torch.zeros(positives.numel(), dtype=torch.float64) for _ in range(3))
-
     first = int(torch.searchsorted(tps, _min_count_reaching(TPR_TARGET, num_pos)))
-    if not bool(single[first]):
-        fpr95[first] = float(negatives[first]) / num_neg
+    fpr95 = 0.0 if bool(single[first]) else float(negatives[first]) / num_neg
 
-    at = torch.nonzero(~single & (positives > 0)).squeeze(1)  # only these cells have AP or AUROC shares
+    at = torch.nonzero(~single & (positives > 0)).squeeze(1)
     p, n = positives[at].double(), negatives[at].double()
     t0, f0 = (tps[at] - positives[at]).double(), (fps[at] - negatives[at]).double()
-    auroc[at] = p * n / (2.0 * num_pos * num_neg)
+    del tps, fps
+    auroc = p * n / (2.0 * num_pos * num_neg)
     ours = p * (t0 + p) / (t0 + p + f0 + n)
     upper = p * (t0 + p) / (t0 + p + f0)
     c = f0 + n
     # sum_{x = T0+1}^{T0+p} x / (x + c) = p - c * (H(T0 + p + c) - H(T0 + c)), H(k) = digamma(k + 1) + gamma
     lower = p - c * (torch.digamma(t0 + p + c + 1.0) - torch.digamma(t0 + c + 1.0))
-    auprc[at] = torch.maximum(upper - ours, ours - lower).clamp(min=0.0) / num_pos
-    return {"auprc": auprc, "fpr95": fpr95, "auroc": auroc}
+    auprc = torch.maximum(upper - ours, ours - lower).clamp(min=0.0) / num_pos
+    return at, {"auprc": auprc, "auroc": auroc}, first, fpr95
 
 
 def curve_metrics(positives: Tensor, negatives: Tensor) -> dict[str, float | int]:
