@@ -22,6 +22,7 @@ from roadanomaly.metrics._float_bins import (
     coarse_bins,
     float_keys,
     significant_bits,
+    sub_bits_for,
     sub_bins,
     zero_bin,
 )
@@ -57,7 +58,7 @@ class BinnedState:
     def __init__(self, bits: int) -> None:
         self.bits = check_bits(bits)
         self.num_bins = 1 << bits
-        self.sub_bits = min(10, 32 - bits)
+        self.sub_bits = sub_bits_for(bits)
         self.capacity = self.num_bins >> self.sub_bits
         self.region = self.num_bins  # entries per label: the coarse bins, then (once refined) capacity slots
         self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 MIN_BITS = 12
-MAX_BITS = 22  # a refined state holds 2 * 2**bits entries per label: label 255 (void) * that + index fits int32
+MAX_BITS = 22  # a refined state holds 2 * 2**bits entries per label: label 255 (void) * that + entry fits int32
 #: Sub-bins per refined coarse bin: 2**10, which at 22 bits resolves every float32 value.
 MAX_SUB_BITS = 10
 
@@ -68,9 +68,3 @@ def sub_bins(keys: Tensor, bits: int, sub_bits: int, out: Tensor) -> Tensor:
         torch.bitwise_right_shift(keys, shift, out=out)
         return out.bitwise_and_((1 << sub_bits) - 1)
     return torch.bitwise_and(keys, (1 << sub_bits) - 1, out=out)
-
-
-def keys_of(values: Tensor) -> Tensor:
-    """Order-preserving keys of float32 ``values`` (allocating; for small tensors and tests)."""
-    values = values.to(torch.float32).contiguous()
-    return float_keys(values, torch.empty(values.shape, dtype=torch.int32), torch.empty(values.shape, dtype=torch.int32))

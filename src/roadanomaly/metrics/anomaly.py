@@ -7,13 +7,17 @@ All three metrics follow scikit-learn's definitions (``average_precision_score``
 Two modes:
 
 - ``"binned"`` (default): fixed-size histograms over order-preserving float32 cells. Every score falls in one of
-  ``2**bits`` coarse bins (relative width ``2**-(bits - 9)``, equal scores always in the same bin); the
-  ``2**(bits - 10)`` coarse bins of largest class-balanced mass (each class weighted by the inverse of its pixel
-  count), chosen from the first ``2**22`` pixels (held back until then), are refined into ``2**10`` sub-bins each:
-  at the default 22 bits, one per float32 value. So scores that crowd into a narrow range (the max softmax of an
-  untrained network, MSP at a high temperature, an entropy near 1) are still told apart. Memory does not depend on
-  the number of pixels (a 128 MiB state at 22 bits), and states from several processes combine by summation once
-  their refined bins agree (:meth:`AnomalyMetric.merge`, :meth:`AnomalyMetric.sync`).
+  ``2**bits`` coarse bins (relative width ``2**-(bits - 9)``, equal scores always in the same bin). Up to
+  ``2**(bits - 10)`` coarse bins, those holding the largest shares of the error bound (below), judged from the first
+  ``2**22`` pixels (held back until then), are refined into ``2**10`` sub-bins each: at the default 22 bits, one per
+  float32 value. So scores that crowd into a narrow range (the max softmax of an untrained network, MSP at a high
+  temperature, an entropy near 1) are still told apart. Scores whose coarse bins are exact already (float16) or fine
+  enough for a bound within ``5e-5`` are not refined, and cost no more than before.
+  Memory does not depend on the number of pixels: at 22 bits a 64 MiB state, 128 MiB once it refines, plus the first
+  ``2**22`` pixels held back (20 MiB); :meth:`AnomalyMetric.compute` needs temporaries in the number of non-empty
+  cells (at most ``2**bits`` coarse bins plus ``2**bits`` sub-bins). States from several processes combine by
+  summation once their refined bins agree (:meth:`AnomalyMetric.merge`, :meth:`AnomalyMetric.sync`: the union of
+  their choices; a bin that one side counted coarsely is then read as one coarse cell, and the bound says so).
 - ``"exact"``: every valid pixel is stored and sorted at :meth:`AnomalyMetric.compute` time (float64); for small
   data and for checking.
 
@@ -45,7 +49,7 @@ from roadanomaly.metrics._reports import best_f1, curves, histogram
 
 MODES = ("binned", "exact")
 
-#: Key bits kept as the coarse bin index in binned mode: 2**22 bins, relative bin width 2**-13, a 128 MiB state.
+#: Key bits kept as the coarse bin index in binned mode: 2**22 bins, relative bin width 2**-13, a 64 / 128 MiB state.
 DEFAULT_BITS = 22
 
 
