@@ -443,6 +443,12 @@ for mode in ("binned", "exact"):
     metric.update(scores, labels)
     metric.sync()
     results[mode] = metric.compute()
+from roadanomaly.metrics import _binned
+_binned.WARMUP = 5_000  # each process chooses its refined bins from its own first pixels
+metric = AnomalyMetric("binned")
+metric.update(scores, labels)
+metric.sync()
+results["binned-refined"] = metric.compute()
 matrix = ConfusionMatrix(num_classes=5)
 matrix.update(pred, target)
 matrix.sync()
@@ -464,8 +470,9 @@ def _ddp_data(rank: int):
     return scores, labels, pred, target
 
 
-def test_sync_sums_over_processes(tmp_path):
-    """Two gloo processes: after sync() both hold the metrics of all their pixels together."""
+def test_sync_sums_over_processes(tmp_path, monkeypatch):
+    """Two gloo processes: after sync() both hold the metrics of all their pixels together; when each has chosen
+    its own refined bins, as merging the two states does."""
     import inspect
     import json
     import os
@@ -487,7 +494,16 @@ def test_sync_sums_over_processes(tmp_path):
     scores, labels, pred, target = (torch.cat([p[i] for p in parts]) for i in range(4))
     matrix = ConfusionMatrix(num_classes=5)
     matrix.update(pred, target)
+    monkeypatch.setattr(_binned, "WARMUP", 5_000)
+    local = [AnomalyMetric("binned") for _ in parts]
+    for metric, part in zip(local, parts):
+        metric.update(part[0], part[1])
+    refined = [metric.state_dict()["refined"] for metric in local]
+    assert refined[0].numel() and refined[1].numel() and not torch.equal(*refined)  # they chose apart
+    merged = local[0].merge(local[1]).compute()
+    assert_within_bound(merged, sklearn_metrics(scores.numpy(), labels.numpy()))
     for result in results:
+        assert result["binned-refined"] == merged
         for mode in ("binned", "exact"):  # approx: float sums may add up in another order on 1 thread
             assert result[mode] == pytest.approx(anomaly_metrics(scores, labels, mode=mode), rel=1e-12)
         expected = matrix.compute()
