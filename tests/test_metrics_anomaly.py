@@ -581,6 +581,14 @@ def test_api_misuse_errors():
         AnomalyMetric(bits=16).load_state_dict(AnomalyMetric(bits=18).state_dict())
     with pytest.raises(ValueError, match="keys"):
         AnomalyMetric("binned").load_state_dict(AnomalyMetric("exact").state_dict())
+    state = AnomalyMetric(bits=14).state_dict()
+    state["hist"][3] = 1
+    with pytest.raises(ValueError, match="before the refined bins were chosen"):
+        AnomalyMetric(bits=14).load_state_dict(state)
+    state = AnomalyMetric(bits=14).state_dict()
+    state["refined"] = torch.tensor([5, 3])
+    with pytest.raises(ValueError, match="increasing coarse bins"):
+        AnomalyMetric(bits=14).load_state_dict(state)
     with pytest.raises(TypeError):
         AnomalyMetric().update([0.1, 0.2], [0, 1])
 

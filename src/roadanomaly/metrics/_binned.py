@@ -471,6 +471,8 @@ class BinnedState:
         slots = 0 if undecided else refined.numel()
         if bool(hist[:-1].view(2, region)[:, self.num_bins + (slots << self.sub_bits) :].any()):
             raise ValueError("state 'hist' counts pixels in sub-bins of no refined bin")
+        if undecided and bool(hist.any()):
+            raise ValueError("state 'hist' counts pixels before the refined bins were chosen")
         scores = torch.as_tensor(state["pending_scores"]).to(dtype=torch.float32, device="cpu", copy=True)
         labels = torch.as_tensor(state["pending_labels"]).to(dtype=torch.uint8, device="cpu", copy=True)
         if scores.dim() != 1 or scores.shape != labels.shape or (scores.numel() and not undecided):
