@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
+from scipy.special import digamma
 from torch import Tensor
 
 #: True-positive rate at which the false-positive rate is reported.
@@ -67,24 +69,28 @@ def error_shares(positives: Tensor, negatives: Tensor, single: Tensor) -> dict[s
 
 
 def _loose_shares(positives: Tensor, negatives: Tensor, single: Tensor) -> tuple[Tensor, dict[str, Tensor], int, float]:
-    """The cells with AP / AUROC shares (not single, with positives), their shares, the FPR95 cell and its share."""
+    """The cells with AP / AUROC shares (not single, with positives), their shares, the FPR95 cell and its share.
+
+    The per-cell arithmetic runs in numpy: single-threaded, it does not wait for busy OpenMP threads (see
+    ``_inputs.STEP``) at each of its dozen operations.
+    """
     tps, fps = torch.cumsum(positives, 0), torch.cumsum(negatives, 0)
     num_pos, num_neg = int(tps[-1]), int(fps[-1])
     first = int(torch.searchsorted(tps, _min_count_reaching(TPR_TARGET, num_pos)))
     fpr95 = 0.0 if bool(single[first]) else float(negatives[first]) / num_neg
 
     at = torch.nonzero(~single & (positives > 0)).squeeze(1)
-    p, n = positives[at].double(), negatives[at].double()
-    t0, f0 = (tps[at] - positives[at]).double(), (fps[at] - negatives[at]).double()
+    p, n = positives[at].numpy().astype(np.float64), negatives[at].numpy().astype(np.float64)
+    t0, f0 = tps[at].numpy() - p, fps[at].numpy() - n
     del tps, fps
     auroc = p * n / (2.0 * num_pos * num_neg)
     ours = p * (t0 + p) / (t0 + p + f0 + n)
     upper = p * (t0 + p) / (t0 + p + f0)
     c = f0 + n
     # sum_{x = T0+1}^{T0+p} x / (x + c) = p - c * (H(T0 + p + c) - H(T0 + c)), H(k) = digamma(k + 1) + gamma
-    lower = p - c * (torch.digamma(t0 + p + c + 1.0) - torch.digamma(t0 + c + 1.0))
-    auprc = torch.maximum(upper - ours, ours - lower).clamp(min=0.0) / num_pos
-    return at, {"auprc": auprc, "auroc": auroc}, first, fpr95
+    lower = p - c * (digamma(t0 + p + c + 1.0) - digamma(t0 + c + 1.0))
+    auprc = np.maximum(np.maximum(upper - ours, ours - lower), 0.0) / num_pos
+    return at, {"auprc": torch.from_numpy(auprc), "auroc": torch.from_numpy(auroc)}, first, fpr95
 
 
 def curve_metrics(positives: Tensor, negatives: Tensor) -> dict[str, float | int]:
