@@ -22,8 +22,8 @@ from roadanomaly.metrics._float_bins import (
     coarse_bins,
     float_keys,
     significant_bits,
-    sub_bits_for,
     sub_bins,
+    sub_bits_for,
     zero_bin,
 )
 from roadanomaly.metrics._inputs import STEP, VOID
