@@ -266,9 +266,11 @@ def main() -> None:
 
     state = AnomalyMetric("binned").state_dict()
     state_mib = sum(t.numel() * t.element_size() for t in state.values()) / MIB
+    refined_mib = 2 * state_mib  # once it refines: as many sub-bins as coarse bins
     print(f"{platform.machine()} {platform.processor() or platform.platform()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; torch {torch.__version__}, {torch.get_num_threads()} threads; images of {IMAGE[0]}x{IMAGE[1]} pixels; "
-          f"{ANOMALY_FRACTION:.0%} anomalies, {VOID_FRACTION:.0%} void; binned state {state_mib:.1f} MiB")
+          f"{ANOMALY_FRACTION:.0%} anomalies, {VOID_FRACTION:.0%} void; binned state {state_mib:.0f} MiB, "
+          f"{refined_mib:.0f} MiB once it refines, + 20 MiB of pixels held back until it chooses")
     print(f"peak MiB = peak RSS increase during the measurement, at {args.pixels / 1e6:g}M / "
           f"{args.small_pixels / 1e6:g}M pixels; times at {args.pixels / 1e6:g}M pixels, ours the best of "
           f"{OUR_REPEATS} runs (update from image-sized chunks + compute), scikit-learn one run", flush=True)
