@@ -259,8 +259,8 @@ def assert_within_bound(ours: dict, ref: dict) -> None:
 @pytest.mark.parametrize("make", CLUSTERED)
 def test_binned_matches_sklearn_on_clustered_scores(make, dtype, monkeypatch):
     """Issue 7: within 1e-4 of scikit-learn on crowded scores, the bins refined from the first of 6 updates."""
-    monkeypatch.setattr(_binned, "WARMUP", 100_000)
-    scores, labels = make(np.random.default_rng(3), 600_000, dtype)
+    monkeypatch.setattr(_binned, "WARMUP", 60_000)
+    scores, labels = make(np.random.default_rng(3), 360_000, dtype)
     ours, ref = _binned_streamed(scores, labels), sklearn_metrics(scores, labels)
     assert_close(ours, ref, 1e-4)
     assert_within_bound(ours, ref)
