@@ -327,17 +327,20 @@ class BinnedState:
             out[at_coarse], out[at_fine] = coarse_part, fine_part
             return out
 
-        keys = placed(coarse_keys, fine_keys)
+        def position(key: int) -> int | None:
+            """Where the cell of ``key`` went, if there is one."""
+            for keys, at in ((coarse_keys, at_coarse), (fine_keys, at_fine)):
+                found = torch.nonzero(keys == key).squeeze(1)
+                if found.numel():
+                    return int(at[found[0]])
+            return None
+
         pos = placed(coarse_pos, fine[1, slot, sub])
         neg = placed(coarse_neg, fine[0, slot, sub])
         single = placed(torch.full((occupied.numel(),), coarse_single), torch.full((slot.numel(),), fine_single))
-        widths = (occupied * 0 + sub_size, fine_keys * 0 + 1)
-        lows = (occupied * sub_size, fine_keys)
         merged: list[int] = []
-        low_zero = torch.nonzero(keys == zero * sub_size - 1).squeeze(1)
-        high_zero = torch.nonzero(keys == zero * sub_size).squeeze(1)
-        if low_zero.numel() and high_zero.numel():  # -0.0 and +0.0: one cell
-            i, j = int(high_zero), int(low_zero)
+        i, j = position(zero * sub_size), position(zero * sub_size - 1)
+        if i is not None and j is not None:  # -0.0 and +0.0: one cell
             pos[i] += pos[j]
             neg[i] += neg[j]
             single[i] &= bool(single[j])
@@ -347,14 +350,14 @@ class BinnedState:
             merged = [j]
 
         def thresholds() -> Tensor:
-            values = placed(self._values(lows[0], widths[0]), self._values(lows[1], widths[1]))
+            values = placed(self._values(occupied * sub_size, sub_size), self._values(fine_keys, 1))
             if merged:
                 values = torch.cat([values[: merged[0]], values[merged[0] + 1 :]])
             return values
 
         return Cells(pos, neg, single, thresholds)
 
-    def _values(self, keys: Tensor, width: Tensor) -> Tensor:
+    def _values(self, keys: Tensor, width: int) -> Tensor:
         """The float64 value standing for each cell ``[keys, keys + width)`` (in sub-bin units): its edge nearest
         zero, i.e. its scores truncated to the cell's precision; the score itself when the cell holds one value."""
         shift = 32 - self.bits - self.sub_bits
