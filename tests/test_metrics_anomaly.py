@@ -19,6 +19,7 @@ from sklearn.metrics import (
 )
 
 from roadanomaly.metrics import AnomalyMetric, ConfusionMatrix, _binned, anomaly_metrics
+from roadanomaly.metrics._curves import cell_metrics
 
 KEYS = ("auprc", "fpr95", "auroc")
 # Accuracy targets of binned mode on realistic score distributions.
@@ -266,6 +267,25 @@ def test_binned_matches_sklearn_on_clustered_scores(make, dtype, monkeypatch):
     assert_within_bound(ours, ref)
     if dtype == np.float16:  # each float16 value has a coarse bin of its own
         assert ours["exact"] and all(abs(ours[k] - ref[k]) <= 1e-12 for k in KEYS)
+
+
+@pytest.mark.parametrize("make", [_clustered_msp, _cluster_and_tail])
+def test_compute_merges_anomaly_free_sub_bins_losslessly(make):
+    """compute() joins runs of sub-bins without anomalies (fewer cells): the metrics and bounds stay the same."""
+    scores, labels = make(np.random.default_rng(4), 150_000)
+    scores[:500], labels[:500] = -0.0, 0  # signed zeros: their cells must still merge
+    scores[500:1000], labels[500:1000] = 0.0, 1
+    state = AnomalyMetric()._state
+    state.update(torch.from_numpy(scores), torch.from_numpy(labels), True)
+    state.flush()
+    assert state.refined.numel() and bool((state.refined == 2**21).any())  # refined, the zero bin too
+    full, compact = state.cells(), state.cells(compact=True)
+    assert compact.positives.numel() < 0.75 * full.positives.numel()
+    whole, joined = cell_metrics(full), cell_metrics(compact)
+    assert whole.keys() == joined.keys()
+    for key in whole:
+        assert joined[key] == pytest.approx(whole[key], abs=1e-12)
+    assert_close(joined, sklearn_metrics(scores, labels), 1e-4)
 
 
 def test_coarse_bins_alone_miss_clustered_scores(monkeypatch):

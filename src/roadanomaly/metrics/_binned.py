@@ -280,9 +280,11 @@ class BinnedState:
 
     # --- reading ---------------------------------------------------------------------------------------------------
 
-    def cells(self) -> Cells:
+    def cells(self, compact: bool = False) -> Cells:
         """Counts of the non-empty cells from the highest score down, with which of them hold a single value.
 
+        ``compact``: consecutive sub-bins without anomalies form one cell, which changes none of the three metrics
+        nor their bounds (negatives ranked alike count alike; such a cell holds no FPR95 point), for fewer cells.
         While pixels are held back, a scratch state chooses the refined bins from them: this one stays as it is.
         """
         if self.refined is None and self._pending:
@@ -290,7 +292,7 @@ class BinnedState:
             scratch.precision = self.precision
             scratch._pending = list(self._pending)
             scratch.flush()
-            return scratch.cells()
+            return scratch.cells(compact)
         coarse = self._coarse()
         sub_size = 1 << self.sub_bits
         zero = zero_bin(self.bits)
@@ -314,13 +316,17 @@ class BinnedState:
         # the top of bin zero - 1 so that it sits right below +0.0's (the bottom of bin zero) and merges with it.
         # Both lists are sorted: each cell's place is its index plus the count of the other list's cells below it.
         coarse_keys = occupied * sub_size + (occupied == zero - 1) * (sub_size - 1)
-        fine_occupied = torch.nonzero(fine.any(0))
-        slot, sub = fine_occupied[:, 0], fine_occupied[:, 1]
+        if compact:
+            slot, sub, fine_neg, fine_pos = self._fine_runs(fine, refined)
+        else:
+            fine_occupied = torch.nonzero(fine.any(0))
+            slot, sub = fine_occupied[:, 0], fine_occupied[:, 1]
+            fine_neg, fine_pos = fine[0, slot, sub], fine[1, slot, sub]
+            del fine_occupied
         fine_keys = refined[slot] * sub_size + sub
         total = coarse_keys.numel() + fine_keys.numel()
         at_coarse = total - 1 - (torch.arange(coarse_keys.numel()) + torch.searchsorted(fine_keys, coarse_keys))
         at_fine = total - 1 - (torch.arange(fine_keys.numel()) + torch.searchsorted(coarse_keys, fine_keys))
-        del fine_occupied
 
         def placed(coarse_part: Tensor, fine_part: Tensor) -> Tensor:
             out = torch.empty(total, dtype=coarse_part.dtype)
@@ -335,8 +341,8 @@ class BinnedState:
                     return int(at[found[0]])
             return None
 
-        pos = placed(coarse_pos, fine[1, slot, sub])
-        neg = placed(coarse_neg, fine[0, slot, sub])
+        pos = placed(coarse_pos, fine_pos)
+        neg = placed(coarse_neg, fine_neg)
         single = placed(torch.full((occupied.numel(),), coarse_single), torch.full((slot.numel(),), fine_single))
         merged: list[int] = []
         i, j = position(zero * sub_size), position(zero * sub_size - 1)
@@ -366,9 +372,33 @@ class BinnedState:
         high = _key_values((((keys + width - offset) << shift) - 1).to(torch.int32))
         return torch.where(low >= 0, low, high)  # -0.0 >= 0: the -0.0 cell stands for zero
 
+    def _fine_runs(self, fine: Tensor, refined: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Slot, first sub-bin, negatives and positives of the non-empty runs of sub-bins in ``fine`` (``(2, slots,
+        sub-bins)``): each sub-bin with anomalies alone, the others in runs within a slot; -0.0's and +0.0's alone."""
+        sub_size = 1 << self.sub_bits
+        negatives, positives = fine[0].reshape(-1), fine[1].reshape(-1)
+        has_pos = positives > 0
+        start = has_pos.clone()
+        start[1:] |= has_pos[:-1]
+        start[::sub_size] = True
+        zero = zero_bin(self.bits)
+        for bin_, sub in ((zero - 1, sub_size - 1), (zero, 1)):  # -0.0 and +0.0 (merged later) each stay alone
+            slot = torch.nonzero(refined == bin_).squeeze(1)
+            if slot.numel() and sub < sub_size:
+                start[int(slot) * sub_size + sub] = True
+        run = torch.cumsum(start, 0) - 1
+        count = int(run[-1]) + 1 if run.numel() else 0
+        run_neg = torch.zeros(count, dtype=torch.int64).index_add_(0, run, negatives)
+        run_pos = torch.zeros(count, dtype=torch.int64).index_add_(0, run, positives)
+        del run
+        first = torch.nonzero(start).squeeze(1)
+        keep = (run_neg + run_pos) > 0
+        first = first[keep]
+        return first // sub_size, first % sub_size, run_neg[keep], run_pos[keep]
+
     def compute(self) -> dict[str, float | int | bool]:
         """The metrics of everything counted so far, with ``exact`` and ``max_error_bound``."""
-        return cell_metrics(self.cells())
+        return cell_metrics(self.cells(compact=True))
 
     def pixel_counts(self) -> tuple[int, int]:
         """Valid and anomaly pixels counted so far, held-back pixels included."""
