@@ -46,8 +46,9 @@ FPR95_BAND = 0.03
 class BinnedState:
     """Counts per cell, in one int64 histogram of ``2 * region + 1`` entries.
 
-    Each label (0, then 1) has a region of ``region = 2**bits + capacity * 2**sub_bits`` entries: the coarse bins,
-    then ``capacity`` slots of sub-bins, slot ``i`` refining coarse bin ``refined[i]`` (sorted). A pixel's entry is
+    Each label (0, then 1) has a region of ``region`` entries: the ``2**bits`` coarse bins, then, once some bin is
+    refined, ``capacity`` slots of ``2**sub_bits`` sub-bins, slot ``i`` refining coarse bin ``refined[i]`` (sorted;
+    ``None`` until chosen, while pixels are held back in ``_pending``). A pixel's entry is
     ``base[coarse] + sub * refined_flag + label * region``; void pixels (label 255) land past the end and are clamped
     into the last entry, the sink. The coarse entry of a refined bin counts its pixels added before it was refined
     (only when merging states refined differently). ``precision`` counts pixels by the significant bits of their
