@@ -18,7 +18,13 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from roadanomaly.metrics import AnomalyMetric, ConfusionMatrix, _binned, anomaly_metrics
+from roadanomaly.metrics import (
+    AnomalyMetric,
+    ConfusionMatrix,
+    _binned,
+    _refine,
+    anomaly_metrics,
+)
 from roadanomaly.metrics._curves import cell_metrics
 
 KEYS = ("auprc", "fpr95", "auroc")
@@ -290,7 +296,7 @@ def test_compute_merges_anomaly_free_sub_bins_losslessly(make):
 
 def test_coarse_bins_alone_miss_clustered_scores(monkeypatch):
     """Without refined bins, the defect of issue 7 (and the honest bound that reports it)."""
-    monkeypatch.setattr(_binned, "TARGET_BOUND", float("inf"))
+    monkeypatch.setattr(_refine, "TARGET_BOUND", float("inf"))
     scores, labels = _cluster_and_tail(np.random.default_rng(3), 200_000)
     ours, ref = _binned_streamed(scores, labels), sklearn_metrics(scores, labels)
     assert max(abs(ours[k] - ref[k]) for k in KEYS) > 1e-3

@@ -2,8 +2,8 @@
 
 Cells are coarse order-preserving float32 bins (``_float_bins``), and, inside the coarse bins where the scores
 concentrate, sub-bins down to single float32 values. Which coarse bins are *refined* is decided once, from the first
-``WARMUP`` pixels (held back until then): when the coarse cells' error bounds exceed ``TARGET_BOUND``, those with the
-largest shares of them, at most ``capacity``. Merging keeps the bins of largest mass among both states' refined ones.
+``WARMUP`` pixels (held back until then), see ``_refine``. Merging keeps the bins of largest mass among both states'
+refined ones.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from roadanomaly.metrics._curves import TPR_TARGET, Cells, cell_metrics, error_shares
+from roadanomaly.metrics._curves import Cells, cell_metrics
 from roadanomaly.metrics._distributed import (
     all_gather_cat,
     all_reduce_sum_,
@@ -27,6 +27,7 @@ from roadanomaly.metrics._float_bins import (
     zero_bin,
 )
 from roadanomaly.metrics._inputs import STEP, VOID
+from roadanomaly.metrics._refine import bins_to_refine, largest_mass
 
 #: Pixels processed per step (see ``_inputs.STEP``); also bounds the scratch memory whatever the size of an update.
 SLICE = STEP
@@ -37,10 +38,6 @@ INEXACT = 25
 _INT_BITS = {torch.bool: 1, torch.uint8: 8, torch.int8: 8, torch.int16: 16}
 _FLOAT_BITS = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24}
 UNDECIDED = -1
-#: Error bound of the coarse cells (estimated from the held-back pixels) above which bins are refined.
-TARGET_BOUND = 5e-5
-#: Bins whose TPR range comes this close to 95 % count as near the FPR95 point when choosing the refined bins.
-FPR95_BAND = 0.03
 
 
 class BinnedState:
@@ -175,52 +172,10 @@ class BinnedState:
     # --- refinement -----------------------------------------------------------------------------------------------
 
     def _worth_refining(self) -> Tensor:
-        """The coarse bins to refine, judged from the coarse counts alone (sorted).
-
-        Nothing when the error bounds of the coarse cells (``_curves.error_shares``) all stay within
-        ``TARGET_BOUND``: refining costs cache misses on every pixel. Otherwise up to ``capacity`` bins with a share
-        of the bounds, the largest first (a bin's share: the largest of its three; FPR95's spread over the bins near
-        the 95 % TPR point), then bins of largest class-balanced mass. Without both classes, a bin's share is taken as ``m**2 / 8``, ``m`` its fraction of
-        the pixels (AUROC's share were the missing class spread like the present one).
-        """
+        """The coarse bins to refine, judged from the coarse counts alone (see ``_refine``)."""
         if self._coarse_single():
             return torch.empty(0, dtype=torch.int64)
-        coarse = self.hist[:-1].view(2, self.region)[:, : self.num_bins]
-        zero = zero_bin(self.bits)
-        occupied = torch.nonzero(coarse.any(0)).squeeze(1).flip(0)  # from the highest score down
-        negatives, positives = coarse[:, occupied]
-        below_zero = torch.nonzero(occupied == zero - 1).squeeze(1)
-        if below_zero.numel() and bool((occupied == zero).any()):  # -0.0 and +0.0 are one cell: bin zero's
-            j = int(below_zero)
-            negatives[j - 1] += negatives[j]
-            positives[j - 1] += positives[j]
-            keep = occupied != zero - 1
-            occupied, negatives, positives = occupied[keep], negatives[keep], positives[keep]
-        num_pos, num_neg = int(positives.sum()), int(negatives.sum())
-        if num_pos and num_neg:
-            shares = error_shares(positives, negatives, torch.zeros(occupied.numel(), dtype=torch.bool))
-            if max(float(share.sum()) for share in shares.values()) <= TARGET_BOUND:
-                return torch.empty(0, dtype=torch.int64)
-            # Where the 95 % TPR point falls moves with more pixels: FPR95's share goes to every bin near it.
-            tpr = torch.cumsum(positives, 0).double() / num_pos
-            near = (tpr >= TPR_TARGET - FPR95_BAND) & (tpr - positives / num_pos < TPR_TARGET + FPR95_BAND)
-            shares["fpr95"] = near * negatives.double() / num_neg
-            share = torch.stack(list(shares.values())).amax(0)
-        else:
-            fraction = (positives + negatives).double() / float(num_pos + num_neg)
-            share = fraction**2 / 8.0
-            if float(share.sum()) <= TARGET_BOUND:
-                return torch.empty(0, dtype=torch.int64)
-        # Refining anything costs about as much as refining all we can: take up to capacity bins, largest share
-        # first, then (bins that may gain a share with more pixels) largest class-balanced mass.
-        mass = negatives.double() / max(num_neg, 1) + positives.double() / max(num_pos, 1)
-        by_mass = torch.sort(mass, descending=True, stable=True).indices
-        by_share = torch.sort(share, descending=True, stable=True).indices[: int((share > 0).sum())]
-        order = torch.cat([by_share, by_mass[share[by_mass] == 0]])[: self.capacity - 1]
-        chosen = occupied[order]
-        if bool((chosen == zero).any()):
-            chosen = torch.cat([chosen, torch.tensor([zero - 1])])
-        return torch.sort(chosen).values
+        return bins_to_refine(self._coarse(), zero_bin(self.bits), self.capacity)
 
     def _coarse_single(self) -> bool:
         """Whether every coarse cell can only hold equal scores (the inputs have few enough significant bits)."""
@@ -231,13 +186,8 @@ class BinnedState:
         return int(torch.nonzero(self.precision).max()) if bool(self.precision.any()) else 0
 
     def _choose(self, counts: Tensor, candidates: Tensor, totals: Tensor) -> Tensor:
-        """The ``capacity`` bins of largest class-balanced mass among ``candidates`` (sorted), given their
-        ``(2, len(candidates))`` counts of in-distribution and anomaly pixels and the ``totals`` of each class. A
-        bin's class-balanced mass is the sum over both classes of its pixels over the class total.
-        """
-        mass = (counts.double() / totals.clamp(min=1).double().unsqueeze(1)).sum(0)
-        order = torch.sort(mass, descending=True, stable=True).indices[: self.capacity]
-        return torch.sort(candidates[order].to(torch.int64)).values
+        """The ``capacity`` candidate bins of largest class-balanced mass (see ``_refine.largest_mass``)."""
+        return largest_mass(counts, candidates, totals, self.capacity)
 
     def _set_refined(self, refined: Tensor) -> None:
         """Adopt a new list of refined bins: slots of bins that stay move, those of dropped bins fold back."""
