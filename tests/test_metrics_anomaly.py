@@ -10,9 +10,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
-from roadanomaly.metrics import AnomalyMetric, ConfusionMatrix, anomaly_metrics
+from roadanomaly.metrics import (
+    AnomalyMetric,
+    ConfusionMatrix,
+    _binned,
+    _refine,
+    anomaly_metrics,
+)
+from roadanomaly.metrics._curves import cell_metrics
 
 KEYS = ("auprc", "fpr95", "auroc")
 # Accuracy targets of binned mode on realistic score distributions.
@@ -173,14 +186,153 @@ def _energy_wide(rng, n):
     return (sign * np.exp(log_magnitude)).astype(np.float32), labels
 
 
+@pytest.mark.parametrize("warmup", [None, 350_000])
 @pytest.mark.parametrize("make", [_msp_float16, _max_logit, _quantised, _energy_wide])
-def test_binned_matches_sklearn_on_realistic_scores(make):
+def test_binned_matches_sklearn_on_realistic_scores(make, warmup, monkeypatch):
+    """Held back whole, or the refined bins chosen at the third of 4 updates (the fourth counted directly)."""
+    if warmup is not None:
+        monkeypatch.setattr(_binned, "WARMUP", warmup)
     rng = np.random.default_rng(3)
     scores, labels = make(rng, 600_000)
     metric = AnomalyMetric("binned")
     for s, y in zip(np.array_split(scores, 4), np.array_split(labels, 4)):
         metric.update(torch.from_numpy(s.reshape(-1, 500)), torch.from_numpy(y.reshape(-1, 500)))
     assert_close(metric.compute(), sklearn_metrics(scores, labels), BINNED_TOL)
+
+
+# Scores crowded into a narrow range: equal-width relative bins would merge thousands of distinct values each.
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def _untrained_logits(rng, labels, classes=20, features=16):
+    """Logits of a randomly initialised linear head on per-pixel features: small and nearly uniform."""
+    head = rng.normal(0.0, 0.5 / np.sqrt(features), (features, classes)).astype(np.float32)
+    feats = rng.normal(0.0, 1.0, (labels.size, features)).astype(np.float32)
+    feats[labels == 1] *= 0.7  # anomalies: weaker features, a flatter softmax
+    return feats @ head
+
+
+def _clustered_msp(rng, n, dtype=np.float32):
+    """1 - max softmax of an untrained 20-class head: all scores within ~0.55-0.95."""
+    labels = make_labels(rng, n)
+    return (1.0 - _softmax(_untrained_logits(rng, labels)).max(1)).astype(dtype), labels
+
+
+def _clustered_entropy(rng, n, dtype=np.float32):
+    """Normalised softmax entropy of an untrained 20-class head: near 1."""
+    labels = make_labels(rng, n)
+    p = _softmax(_untrained_logits(rng, labels))
+    return (-(p * np.log(p)).sum(1) / np.log(20.0)).astype(dtype), labels
+
+
+def _msp_temperature_10(rng, n, dtype=np.float32):
+    """1 - max softmax at temperature 10 of trained-like logits (one class ahead by a margin)."""
+    labels = make_labels(rng, n)
+    logits = rng.normal(0.0, 2.0, (n, 20)).astype(np.float32)
+    logits[:, 0] += np.where(labels == 1, rng.normal(2.0, 2.0, n), rng.normal(9.0, 3.0, n)).astype(np.float32)
+    return (1.0 - _softmax(logits / 10.0).max(1)).astype(dtype), labels
+
+
+def _cluster_and_tail(rng, n, dtype=np.float32):
+    """A narrow cluster (width ~1e-3 around 0.5) holding most pixels, plus a wide exponential tail."""
+    labels = make_labels(rng, n)
+    in_tail = rng.random(n) < np.where(labels == 1, 0.6, 0.1)
+    cluster = 0.5 + rng.normal(0.0, 2e-4, n) + (labels == 1) * 1e-4
+    return np.where(in_tail, 0.5 + rng.exponential(2.0, n), cluster).astype(dtype), labels
+
+
+CLUSTERED = [_clustered_msp, _clustered_entropy, _msp_temperature_10, _cluster_and_tail]
+
+
+def _binned_streamed(scores, labels, parts=6, **kwargs) -> dict:
+    metric = AnomalyMetric(**kwargs)
+    for s, y in zip(np.array_split(scores, parts), np.array_split(labels, parts)):
+        metric.update(s, y)
+    return metric.compute()
+
+
+def assert_within_bound(ours: dict, ref: dict) -> None:
+    """The reported bound holds: scikit-learn's values lie within ``max_error_bound`` of ours."""
+    for key in KEYS:
+        assert abs(ours[key] - ref[key]) <= ours["max_error_bound"] + 1e-12, (key, ours[key], ref[key])
+    assert ours["exact"] == (ours["max_error_bound"] == 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("make", CLUSTERED)
+def test_binned_matches_sklearn_on_clustered_scores(make, dtype, monkeypatch):
+    """Issue 7: within 1e-4 of scikit-learn on crowded scores, the bins refined from the first of 6 updates."""
+    monkeypatch.setattr(_binned, "WARMUP", 60_000)
+    scores, labels = make(np.random.default_rng(3), 360_000, dtype)
+    ours, ref = _binned_streamed(scores, labels), sklearn_metrics(scores, labels)
+    assert_close(ours, ref, 1e-4)
+    assert_within_bound(ours, ref)
+    if dtype == np.float16:  # each float16 value has a coarse bin of its own
+        assert ours["exact"] and all(abs(ours[k] - ref[k]) <= 1e-12 for k in KEYS)
+
+
+@pytest.mark.parametrize("make", [_clustered_msp, _cluster_and_tail])
+def test_compute_merges_anomaly_free_sub_bins_losslessly(make):
+    """compute() joins runs of sub-bins without anomalies (fewer cells): the metrics and bounds stay the same."""
+    scores, labels = make(np.random.default_rng(4), 150_000)
+    scores[:500], labels[:500] = -0.0, 0  # signed zeros: their cells must still merge
+    scores[500:1000], labels[500:1000] = 0.0, 1
+    state = AnomalyMetric()._state
+    state.update(torch.from_numpy(scores), torch.from_numpy(labels), True)
+    state.flush()
+    assert state.refined.numel() and bool((state.refined == 2**21).any())  # refined, the zero bin too
+    full, compact = state.cells(), state.cells(compact=True)
+    assert compact.positives.numel() < 0.75 * full.positives.numel()
+    whole, joined = cell_metrics(full), cell_metrics(compact)
+    assert whole.keys() == joined.keys()
+    for key in whole:
+        assert joined[key] == pytest.approx(whole[key], abs=1e-12)
+    assert_close(joined, sklearn_metrics(scores, labels), 1e-4)
+
+
+def test_coarse_bins_alone_miss_clustered_scores(monkeypatch):
+    """Without refined bins, the defect of issue 7 (and the honest bound that reports it)."""
+    monkeypatch.setattr(_refine, "TARGET_BOUND", float("inf"))
+    scores, labels = _cluster_and_tail(np.random.default_rng(3), 200_000)
+    ours, ref = _binned_streamed(scores, labels), sklearn_metrics(scores, labels)
+    assert max(abs(ours[k] - ref[k]) for k in KEYS) > 1e-3
+    assert_within_bound(ours, ref)
+    assert not ours["exact"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    centre=st.floats(-1e3, 1e3),
+    width=st.floats(1e-7, 1.0),
+    tail=st.floats(0.0, 0.5),
+    shift=st.floats(-1.0, 1.0),
+    as_float64=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_binned_error_bound_holds(centre, width, tail, shift, as_float64, seed):
+    """Whatever the clustering, the refined bins (a small state: 14 bits, 16 refined bins) and merging states
+    that refined differently, scikit-learn's values stay within the reported bound."""
+    rng = np.random.default_rng(seed)
+    n = 4_000
+    labels = make_labels(rng, n, anomaly=0.2)
+    scores = centre + width * (rng.normal(size=n) + shift * (labels == 1))
+    scores = np.where(rng.random(n) < tail, centre + rng.exponential(1.0 + abs(centre), n), scores)
+    scores = scores if as_float64 else scores.astype(np.float32)
+    valid = labels[labels != 255]
+    if not ((valid == 0).any() and (valid == 1).any()):
+        return
+    ref = sklearn_metrics(scores, labels)
+    one = _binned_streamed(scores, labels, parts=3, bits=14)
+    assert_within_bound(one, ref)
+    first, second = AnomalyMetric(bits=14), AnomalyMetric(bits=14)
+    first.update(scores[: n // 2], labels[: n // 2])
+    second.update(scores[n // 2 :][::-1].copy(), labels[n // 2 :][::-1].copy())
+    first._state.flush(), second._state.flush()  # choose their refined bins apart
+    assert_within_bound(first.merge(second).compute(), ref)
 
 
 def test_binned_is_exact_when_scores_fit_the_bins():
@@ -263,16 +415,28 @@ def test_state_dict_round_trip_and_resume(mode):
     assert resumed.compute() == whole
 
 
-def test_binned_state_size_does_not_depend_on_pixel_count():
-    small, large = AnomalyMetric(), AnomalyMetric()
-    small.update(np.array([0.1, 0.9]), np.array([0, 1]))
+def test_binned_state_size_does_not_depend_on_pixel_count(monkeypatch):
+    """Once the refined bins are chosen, the state has a fixed size; before, it holds at most WARMUP pixels more."""
+    monkeypatch.setattr(_binned, "WARMUP", 5_000)
+    bits = 16
+    precision = (_binned.INEXACT + 1) * 8
+    fixed = (2 * (2**bits + 2**6 * 2**10) + 1) * 8 + precision  # coarse bins + 64 refined ones, per label
     rng = np.random.default_rng(0)
-    large.update(rng.normal(size=2_000_000).astype(np.float32), make_labels(rng, 2_000_000))
+    metric = AnomalyMetric(bits=bits)
+    metric.update(np.array([0.1, 0.9], np.float32), np.array([0, 1]))
+    undecided = (2 * 2**bits + 1) * 8 + precision + 8 + 2 * 5  # refined: [-1]; 2 held-back pixels (float32, uint8)
+    assert nbytes(metric) == undecided
+    sizes = []
+    for _ in range(3):
+        metric.update(_clustered_msp(rng, 20_000)[0], make_labels(rng, 20_000))
+        refined = metric.state_dict()["refined"]
+        assert refined.numel() and int(refined[0]) >= 0
+        sizes.append(nbytes(metric) - 8 * refined.numel())
+    assert sizes == [fixed] * 3
 
-    def nbytes(metric: AnomalyMetric) -> int:
-        return sum(t.numel() * t.element_size() for t in metric.state_dict().values())
 
-    assert nbytes(small) == nbytes(large) <= 64 * 2**20
+def nbytes(metric: AnomalyMetric) -> int:
+    return sum(t.numel() * t.element_size() for t in metric.state_dict().values())
 
 
 def test_reset_forgets_everything():
@@ -305,6 +469,12 @@ for mode in ("binned", "exact"):
     metric.update(scores, labels)
     metric.sync()
     results[mode] = metric.compute()
+from roadanomaly.metrics import _binned
+_binned.WARMUP = 5_000  # each process chooses its refined bins from its own first pixels
+metric = AnomalyMetric("binned")
+metric.update(scores, labels)
+metric.sync()
+results["binned-refined"] = metric.compute()
 matrix = ConfusionMatrix(num_classes=5)
 matrix.update(pred, target)
 matrix.sync()
@@ -326,8 +496,9 @@ def _ddp_data(rank: int):
     return scores, labels, pred, target
 
 
-def test_sync_sums_over_processes(tmp_path):
-    """Two gloo processes: after sync() both hold the metrics of all their pixels together."""
+def test_sync_sums_over_processes(tmp_path, monkeypatch):
+    """Two gloo processes: after sync() both hold the metrics of all their pixels together; when each has chosen
+    its own refined bins, as merging the two states does."""
     import inspect
     import json
     import os
@@ -349,7 +520,16 @@ def test_sync_sums_over_processes(tmp_path):
     scores, labels, pred, target = (torch.cat([p[i] for p in parts]) for i in range(4))
     matrix = ConfusionMatrix(num_classes=5)
     matrix.update(pred, target)
+    monkeypatch.setattr(_binned, "WARMUP", 5_000)
+    local = [AnomalyMetric("binned") for _ in parts]
+    for metric, part in zip(local, parts):
+        metric.update(part[0], part[1])
+    refined = [metric.state_dict()["refined"] for metric in local]
+    assert refined[0].numel() and refined[1].numel() and not torch.equal(*refined)  # they chose apart
+    merged = local[0].merge(local[1]).compute()
+    assert_within_bound(merged, sklearn_metrics(scores.numpy(), labels.numpy()))
     for result in results:
+        assert result["binned-refined"] == merged
         for mode in ("binned", "exact"):  # approx: float sums may add up in another order on 1 thread
             assert result[mode] == pytest.approx(anomaly_metrics(scores, labels, mode=mode), rel=1e-12)
         expected = matrix.compute()
@@ -427,6 +607,14 @@ def test_api_misuse_errors():
         AnomalyMetric(bits=16).load_state_dict(AnomalyMetric(bits=18).state_dict())
     with pytest.raises(ValueError, match="keys"):
         AnomalyMetric("binned").load_state_dict(AnomalyMetric("exact").state_dict())
+    state = AnomalyMetric(bits=14).state_dict()
+    state["hist"][3] = 1
+    with pytest.raises(ValueError, match="before the refined bins were chosen"):
+        AnomalyMetric(bits=14).load_state_dict(state)
+    state = AnomalyMetric(bits=14).state_dict()
+    state["refined"] = torch.tensor([5, 3])
+    with pytest.raises(ValueError, match="increasing coarse bins"):
+        AnomalyMetric(bits=14).load_state_dict(state)
     with pytest.raises(TypeError):
         AnomalyMetric().update([0.1, 0.2], [0, 1])
 
@@ -441,3 +629,138 @@ def test_pixel_counts_without_computing(mode):
     only_inliers = AnomalyMetric(mode)
     only_inliers.update(np.zeros(4, np.float32), np.array([0, 0, 255, 0], np.uint8))
     assert (only_inliers.pixels, only_inliers.anomaly_pixels) == (3, 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Curves, best F1 and histograms, against numpy / scikit-learn
+
+
+def _valid(scores, labels):
+    keep = labels != 255
+    return np.asarray(scores, dtype=np.float64)[keep], labels[keep] == 1
+
+
+def _fed(mode: str, scores, labels, parts: int = 3) -> AnomalyMetric:
+    metric = AnomalyMetric(mode)
+    for s, y in zip(np.array_split(scores, parts), np.array_split(labels, parts)):
+        metric.update(s, y)
+    return metric
+
+
+# float16 scores: every binned cell holds one value, so both modes must match the references exactly.
+_REPORT_CASES = [("exact", _max_logit), ("exact", _heavy_ties), ("binned", _msp_float16), ("binned", _float16_mixed_sign)]
+
+
+@pytest.mark.parametrize(("mode", "make"), _REPORT_CASES)
+def test_curve_counts_are_the_distinct_scores(mode, make):
+    scores, labels = make(np.random.default_rng(21), 30_000)
+    s, y = _valid(scores, labels)
+    thresholds, positives, negatives = _fed(mode, scores, labels).curve_counts()
+    distinct, where = np.unique(s, return_inverse=True)
+    assert thresholds.dtype == torch.float64 and positives.dtype == negatives.dtype == torch.int64
+    np.testing.assert_array_equal(thresholds.numpy(), distinct[::-1])
+    np.testing.assert_array_equal(positives.numpy(), np.bincount(where, weights=y, minlength=distinct.size)[::-1])
+    np.testing.assert_array_equal(negatives.numpy(), np.bincount(where, weights=~y, minlength=distinct.size)[::-1])
+
+
+@pytest.mark.parametrize(("mode", "make"), _REPORT_CASES)
+def test_curves_match_sklearn(mode, make):
+    scores, labels = make(np.random.default_rng(22), 30_000)
+    s, y = _valid(scores, labels)
+    metric = _fed(mode, scores, labels)
+    full = metric.curves(max_points=10**9)
+    fpr, tpr, roc_thresholds = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(full["roc"]["fpr"], fpr[1:], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(full["roc"]["tpr"], tpr[1:], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(full["thresholds"], roc_thresholds[1:])
+    precision, recall, pr_thresholds = precision_recall_curve(y, s)
+    np.testing.assert_allclose(full["pr"]["precision"], precision[:-1][::-1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(full["pr"]["recall"], recall[:-1][::-1], rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(full["thresholds"], pr_thresholds[::-1])
+
+    most = min(40, len(full["thresholds"]) // 2)
+    few = metric.curves(max_points=most)
+    assert 2 <= len(few["thresholds"]) <= most < len(full["thresholds"])
+    assert {len(few["pr"]["recall"]), len(few["pr"]["precision"]), len(few["roc"]["fpr"]),
+            len(few["roc"]["tpr"])} == {len(few["thresholds"])}
+    position = {t: i for i, t in enumerate(full["thresholds"])}
+    kept = [position[t] for t in few["thresholds"]]  # every kept point is a point of the full curve
+    assert kept[0] == 0 and kept[-1] == len(full["thresholds"]) - 1 and kept == sorted(set(kept))
+    for curve, key in (("roc", "fpr"), ("roc", "tpr"), ("pr", "precision"), ("pr", "recall")):
+        assert few[curve][key] == [full[curve][key][i] for i in kept]
+    def steps(curve):
+        return np.diff(np.asarray(curve["roc"]["fpr"]) + np.asarray(curve["roc"]["tpr"]))
+
+    # evenly spread along tpr + fpr (0 to 2): no step much longer than 2 / (most - 1), or than one of the full curve
+    assert steps(few).max() <= max(2 * 2 / (most - 1), steps(full).max())
+
+
+@pytest.mark.parametrize(("mode", "make"), _REPORT_CASES)
+def test_best_f1_threshold_matches_sklearn(mode, make):
+    scores, labels = make(np.random.default_rng(23), 30_000)
+    s, y = _valid(scores, labels)
+    threshold, f1 = _fed(mode, scores, labels).best_f1_threshold()
+    thresholds = np.unique(s)
+    ranked = np.sort(s[y])  # TP(t) and FP(t): pixels of each class scoring >= t, by binary search
+    tp = ranked.size - np.searchsorted(ranked, thresholds, side="left")
+    fp = (~y).sum() - np.searchsorted(np.sort(s[~y]), thresholds, side="left")
+    f1s = 2 * tp / (tp + fp + y.sum())
+    best = np.flatnonzero(f1s == f1s.max()).max()  # ties: the highest threshold
+    some = np.random.default_rng(0).choice(thresholds.size, 5)  # the formula, spot-checked with scikit-learn
+    np.testing.assert_allclose(f1s[some], [f1_score(y, s >= thresholds[i]) for i in some], rtol=1e-12)
+    assert f1 == pytest.approx(f1s[best], abs=1e-12)
+    assert threshold == thresholds[best]
+
+
+@pytest.mark.parametrize(("mode", "make"), _REPORT_CASES)
+def test_histogram_matches_numpy(mode, make):
+    scores, labels = make(np.random.default_rng(24), 30_000)
+    s, y = _valid(scores, labels)
+    metric = _fed(mode, scores, labels)
+    low, high = np.percentile(s, [0.1, 99.9], method="inverted_cdf")
+    for bins, value_range in ((100, None), (7, (float(np.median(s)), float(s.max()) + 1.0))):
+        result = metric.histogram(bins=bins, value_range=value_range)
+        edges = np.asarray(result["edges"])
+        expected_range = (low, high) if value_range is None else value_range
+        assert len(edges) == bins + 1 and (edges[0], edges[-1]) == pytest.approx(expected_range, abs=0)
+        clipped = np.clip(s, edges[0], edges[-1])  # outside the range: in the first or last bin
+        np.testing.assert_array_equal(result["inlier"], np.histogram(clipped[~y], bins=edges)[0])
+        np.testing.assert_array_equal(result["anomaly"], np.histogram(clipped[y], bins=edges)[0])
+        assert (sum(result["inlier"]) + sum(result["anomaly"]), sum(result["anomaly"])) == (
+            metric.pixels, metric.anomaly_pixels)
+
+
+def test_reports_on_refined_float32_scores():
+    """Crowded float32 scores (refined cells: single float32 values): best F1 and ROC as scikit-learn's."""
+    scores, labels = _clustered_msp(np.random.default_rng(25), 200_000)
+    s, y = _valid(scores, labels)
+    metric = _fed("binned", scores, labels)
+    assert metric.compute()["exact"]
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    f1s = 2 * precision * recall / np.maximum(precision + recall, 1e-300)
+    threshold, f1 = metric.best_f1_threshold()
+    assert f1 == pytest.approx(f1s[:-1].max(), abs=1e-12)
+    assert threshold == thresholds[np.flatnonzero(f1s[:-1] == f1s[:-1].max()).max()]
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    full = metric.curves(max_points=10**9)
+    np.testing.assert_allclose(full["roc"]["fpr"], fpr[1:], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(full["roc"]["tpr"], tpr[1:], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("mode", ["binned", "exact"])
+def test_report_errors(mode):
+    metric = AnomalyMetric(mode)
+    metric.update(np.array([0.1, 0.2, 0.3], np.float32), np.array([0, 0, 255], np.uint8))
+    with pytest.raises(ValueError, match=r"cannot compute curves: no anomaly \(label 1\) pixels among the 2"):
+        metric.curves()
+    with pytest.raises(ValueError, match="no anomaly"):
+        metric.best_f1_threshold()
+    assert metric.histogram(bins=2, value_range=(0.0, 1.0)) == {
+        "edges": [0.0, 0.5, 1.0], "inlier": [2, 0], "anomaly": [0, 0]}
+    metric.update(np.array([0.9], np.float32), np.array([1], np.uint8))
+    with pytest.raises(ValueError, match="max_points must be an integer >= 2"):
+        metric.curves(max_points=1)
+    with pytest.raises(ValueError, match="bins must be a positive integer"):
+        metric.histogram(bins=0)
+    with pytest.raises(ValueError, match="value_range"):
+        metric.histogram(value_range=(1.0, 0.0))

@@ -1,33 +1,73 @@
-"""Fixed-size state for the binned anomaly metrics: per-bin counts of anomaly and in-distribution pixels."""
+"""Fixed-size state for the binned anomaly metrics: per-cell counts of anomaly and in-distribution pixels.
+
+Cells are coarse order-preserving float32 bins (``_float_bins``), and, inside the coarse bins where the scores
+concentrate, sub-bins down to single float32 values. Which coarse bins are *refined* is decided once, from the first
+``WARMUP`` pixels (held back until then), see ``_refine``. Merging keeps the bins of largest mass among both states'
+refined ones.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from roadanomaly.metrics._curves import curve_metrics
-from roadanomaly.metrics._distributed import all_reduce_sum_
-from roadanomaly.metrics._float_bins import check_bits, float_bins, zero_bin
-from roadanomaly.metrics._inputs import STEP
+from roadanomaly.metrics._curves import Cells, cell_metrics
+from roadanomaly.metrics._distributed import (
+    all_gather_cat,
+    all_reduce_sum_,
+    is_distributed,
+)
+from roadanomaly.metrics._float_bins import (
+    check_bits,
+    coarse_bins,
+    float_keys,
+    significant_bits,
+    sub_bins,
+    sub_bits_for,
+    zero_bin,
+)
+from roadanomaly.metrics._inputs import STEP, VOID
+from roadanomaly.metrics._refine import bins_to_refine, largest_mass
 
 #: Pixels processed per step (see ``_inputs.STEP``); also bounds the scratch memory whatever the size of an update.
 SLICE = STEP
+#: Pixels held back (float32 score + uint8 label, 20 MiB) before the refined coarse bins are chosen.
+WARMUP = 1 << 22
+#: ``precision`` entries: pixels by significant bits their input scores could need (index 25: not float32-exact).
+INEXACT = 25
+_INT_BITS = {torch.bool: 1, torch.uint8: 8, torch.int8: 8, torch.int16: 16}
+_FLOAT_BITS = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24}
+UNDECIDED = -1
 
 
 class BinnedState:
-    """Counts per score bin, in one int64 histogram of ``2 * 2**bits`` entries.
+    """Counts per cell, in one int64 histogram of ``2 * region + 1`` entries.
 
-    Entries ``[0, 2**bits)`` count in-distribution pixels and ``[2**bits, 2 * 2**bits)`` anomaly pixels, by the
-    order-preserving bin of their score (see ``_float_bins``). The index of a pixel is ``bin + label * 2**bits``;
-    void pixels (label 255) are clamped into the last entry, an anomaly bin that only NaN bit patterns reach (and
-    NaN scores are rejected), and are dropped when computing. States combine by summation.
+    Each label (0, then 1) has a region of ``region`` entries: the ``2**bits`` coarse bins, then, once some bin is
+    refined, ``capacity`` slots of ``2**sub_bits`` sub-bins, slot ``i`` refining coarse bin ``refined[i]`` (sorted;
+    ``None`` until chosen, while pixels are held back in ``_pending``). A pixel's entry is
+    ``base[coarse] + sub * refined_flag + label * region``; void pixels (label 255) land past the end and are clamped
+    into the last entry, the sink. The coarse entry of a refined bin counts its pixels added before it was refined
+    (only when merging states refined differently). ``precision`` counts pixels by the significant bits of their
+    input dtype, which tells which cells can only hold equal scores. States combine by summation once their refined
+    bins agree (:meth:`merge`, :meth:`sync`).
     """
 
     def __init__(self, bits: int) -> None:
         self.bits = check_bits(bits)
         self.num_bins = 1 << bits
-        self.hist = torch.zeros(2 * self.num_bins, dtype=torch.int64)
+        self.sub_bits = sub_bits_for(bits)
+        self.capacity = self.num_bins >> self.sub_bits
+        self.region = self.num_bins  # entries per label: the coarse bins, then (once refined) capacity slots
+        self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)
+        self.precision = torch.zeros(INEXACT + 1, dtype=torch.int64)
+        self.refined: Tensor | None = None  # None: not decided yet
+        self._base: Tensor | None = None
+        self._pending: list[tuple[Tensor, Tensor, bool]] = []
+        self._pending_pixels = 0
         self._scratch: dict[str, Tensor] = {}
+
+    # --- adding pixels --------------------------------------------------------------------------------------------
 
     def _buffer(self, name: str, size: int, dtype: torch.dtype) -> Tensor:
         """A reusable scratch tensor of at least ``size`` elements (not part of the state)."""
@@ -38,6 +78,42 @@ class BinnedState:
 
     def update(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
         """Count flat, already validated scores (any real dtype, no NaN) and uint8 labels in {0, 1, 255}."""
+        if scores.numel() == 0:
+            return
+        self._note_precision(scores)
+        if self.refined is None:
+            self._hold(scores.to(torch.float32, copy=True), labels.clone(), has_void)
+        else:
+            self._count(scores, labels, has_void)
+
+    def _hold(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
+        """Hold back float32 ``scores`` and their labels (taken over, not copied) until the refined bins are chosen."""
+        self._pending.append((scores, labels, has_void))
+        self._pending_pixels += scores.numel()
+        if self._pending_pixels >= WARMUP:
+            self.flush()
+
+    def _note_precision(self, scores: Tensor) -> None:
+        """Count the pixels of ``scores`` by the significant bits they may need (``INEXACT``: float32 rounds them)."""
+        n = scores.numel()
+        dtype = scores.dtype
+        if dtype in _FLOAT_BITS or dtype in _INT_BITS:
+            self.precision[_FLOAT_BITS.get(dtype, _INT_BITS.get(dtype))] += n
+            return
+        inexact = 0
+        for start in range(0, n, SLICE):
+            part = scores[start : start + SLICE]
+            rounded = torch.add(part, 0.0, out=self._buffer("values", part.numel(), torch.float32))
+            inexact += int(torch.ne(rounded, part).sum())
+        self.precision[INEXACT] += inexact
+        self.precision[24] += n - inexact
+
+    def _count(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
+        """Add pixels to the histogram with the refined bins decided (``self._base`` built)."""
+        base_table = self._base
+        if base_table is None:
+            self._count_coarse(scores, labels, has_void)
+            return
         n = scores.numel()
         ones = torch.ones(1, dtype=torch.int64).expand(min(n, SLICE))
         for start in range(0, n, SLICE):
@@ -46,64 +122,407 @@ class BinnedState:
             values = scores[start:stop]
             if values.dtype != torch.float32:
                 values = torch.add(values, 0.0, out=self._buffer("values", m, torch.float32))
-            index = float_bins(values, self.bits, self._buffer("index", m, torch.int32),
-                               self._buffer("scratch", m, torch.int32))
-            index.add_(labels[start:stop], alpha=self.num_bins)  # anomalies to the upper half
+            keys = float_keys(values, self._buffer("keys", m, torch.int32), self._buffer("scratch", m, torch.int32))
+            coarse = coarse_bins(keys, self.bits, self._buffer("scratch", m, torch.int32))
+            index = torch.index_select(base_table, 0, coarse, out=self._buffer("index", m, torch.int32))
+            sub = sub_bins(keys, self.bits, self.sub_bits, self._buffer("keys", m, torch.int32))
+            refined = torch.ge(index, self.num_bins, out=self._buffer("refined", m, torch.bool))
+            index.add_(sub.mul_(refined))
+            index.add_(labels[start:stop], alpha=self.region)  # anomalies to the second region
             if has_void:
-                index.clamp_(max=2 * self.num_bins - 1)  # 255 * 2**bits + bin: out of range, into the sink
+                index.clamp_(max=2 * self.region)  # 255 * region + entry: past the end, into the sink
             self.hist.index_add_(0, index, ones[:m])
 
-    def counts(self) -> tuple[Tensor, Tensor]:
-        """Anomaly and in-distribution counts of the non-empty bins, from the highest score down."""
-        negatives, positives = self.hist.view(2, self.num_bins)
-        occupied = self.hist.view(2, self.num_bins).any(0)  # the only temporary of the histogram's length
-        occupied[-1] = False  # the void sink
+    def _count_coarse(self, scores: Tensor, labels: Tensor, has_void: bool, hist: Tensor | None = None,
+                      region: int | None = None) -> None:
+        """Add pixels by coarse bin only (no bin refined), into ``hist`` with labels ``region`` apart."""
+        hist = self.hist if hist is None else hist
+        region = self.region if region is None else region
+        n = scores.numel()
+        ones = torch.ones(1, dtype=torch.int64).expand(min(n, SLICE))
+        for start in range(0, n, SLICE):
+            stop = min(start + SLICE, n)
+            m = stop - start
+            values = scores[start:stop]
+            if values.dtype != torch.float32:
+                values = torch.add(values, 0.0, out=self._buffer("values", m, torch.float32))
+            keys = float_keys(values, self._buffer("keys", m, torch.int32), self._buffer("scratch", m, torch.int32))
+            index = coarse_bins(keys, self.bits, keys)
+            index.add_(labels[start:stop], alpha=region)
+            if has_void:
+                index.clamp_(max=hist.numel() - 1)
+            hist.index_add_(0, index, ones[:m])
+
+    def flush(self) -> None:
+        """Choose the refined bins from the pixels held back (if not chosen yet) and count those pixels."""
+        if self.refined is not None or not self._pending:
+            return
+        pending, self._pending, self._pending_pixels = self._pending, [], 0
+        for scores, labels, has_void in pending:  # coarse counts first: the refined bins are chosen from them
+            self._count_coarse(scores, labels, has_void)
+        chosen = self._worth_refining()
+        if chosen.numel() == 0:
+            self._set_refined_layout(chosen)
+            return
+        self.hist.zero_()
+        self._set_refined_layout(chosen, keep_counts=False)
+        for scores, labels, has_void in pending:
+            self._count(scores, labels, has_void)
+
+    # --- refinement -----------------------------------------------------------------------------------------------
+
+    def _worth_refining(self) -> Tensor:
+        """The coarse bins to refine, judged from the coarse counts alone (see ``_refine``)."""
+        if self._coarse_single():
+            return torch.empty(0, dtype=torch.int64)
+        return bins_to_refine(self._coarse(), zero_bin(self.bits), self.capacity)
+
+    def _coarse_single(self) -> bool:
+        """Whether every coarse cell can only hold equal scores (the inputs have few enough significant bits)."""
+        return self._widest_input() <= significant_bits(self.bits)
+
+    def _widest_input(self) -> int:
+        """The most significant bits any score added may need (``INEXACT``: more than float32 holds)."""
+        return int(torch.nonzero(self.precision).max()) if bool(self.precision.any()) else 0
+
+    def _choose(self, counts: Tensor, candidates: Tensor, totals: Tensor) -> Tensor:
+        """The ``capacity`` candidate bins of largest class-balanced mass (see ``_refine.largest_mass``)."""
+        return largest_mass(counts, candidates, totals, self.capacity)
+
+    def _set_refined(self, refined: Tensor) -> None:
+        """Adopt a new list of refined bins: slots of bins that stay move, those of dropped bins fold back."""
+        refined = refined.to(torch.int64)
+        if self.refined is not None and self.refined.numel():
+            coarse, fine = self._coarse(), self._fine()
+            old = self.refined
+            stays = torch.isin(old, refined)
+            kept = fine[:, stays].clone()
+            coarse[:, old[~stays]] += fine[:, ~stays].sum(2)
+            fine.zero_()
+            self._set_refined_layout(refined)
+            self._fine()[:, torch.searchsorted(refined, old[stays])] = kept
+        else:
+            self._set_refined_layout(refined)
+
+    def _coarse(self) -> Tensor:
+        """``(2, 2**bits)`` view of the coarse counts: in-distribution, then anomaly."""
+        return self.hist[:-1].view(2, self.region)[:, : self.num_bins]
+
+    def _fine(self) -> Tensor:
+        """``(2, len(refined), 2**sub_bits)`` view of the refined bins' sub-bin counts."""
+        used = 0 if self.refined is None else self.refined.numel()
+        fine = self.hist[:-1].view(2, self.region)[:, self.num_bins : self.num_bins + (used << self.sub_bits)]
+        return fine.view(2, used, 1 << self.sub_bits)
+
+    def _region_for(self, refined: Tensor) -> int:
+        return self.num_bins + (self.capacity << self.sub_bits if refined.numel() else 0)
+
+    def _class_totals(self) -> Tensor:
+        """In-distribution and anomaly pixels counted (held-back ones excluded)."""
+        return self.hist[:-1].view(2, self.region).sum(1)
+
+    def _bin_counts(self, ids: Tensor) -> Tensor:
+        """``(2, len(ids))`` pixels per class in coarse bins ``ids`` (coarse entry plus refined sub-bins)."""
+        counts = self._coarse()[:, ids].clone()
+        if self.refined is not None and self.refined.numel():
+            at = torch.isin(ids, self.refined)
+            counts[:, at] += self._fine().sum(2)[:, torch.searchsorted(self.refined, ids[at])]
+        return counts
+
+    # --- reading ---------------------------------------------------------------------------------------------------
+
+    def cells(self, compact: bool = False) -> Cells:
+        """Counts of the non-empty cells from the highest score down, with which of them hold a single value.
+
+        ``compact``: consecutive sub-bins without anomalies form one cell, which changes none of the three metrics
+        nor their bounds (negatives ranked alike count alike; such a cell holds no FPR95 point), for fewer cells.
+        While pixels are held back, a scratch state chooses the refined bins from them: this one stays as it is.
+        """
+        if self.refined is None and self._pending:
+            scratch = BinnedState(self.bits)
+            scratch.precision = self.precision
+            scratch._pending = list(self._pending)
+            scratch.flush()
+            return scratch.cells(compact)
+        coarse = self._coarse()
+        sub_size = 1 << self.sub_bits
         zero = zero_bin(self.bits)
-        occupied[zero] |= occupied[zero - 1]  # -0.0 and +0.0 (and subnormals) are one bin
-        occupied[zero - 1] = False
-        index = torch.nonzero(occupied).squeeze(1).flip(0)
-        pos, neg = positives[index], negatives[index]
-        at_zero = index == zero
-        pos[at_zero] += positives[zero - 1]
-        neg[at_zero] += negatives[zero - 1]
-        return pos, neg
+        widest = self._widest_input()
+        coarse_single = widest <= significant_bits(self.bits)
+        fine_single = widest <= significant_bits(self.bits) + self.sub_bits
+
+        occupied = torch.nonzero(coarse.any(0)).squeeze(1)
+        coarse_neg, coarse_pos = coarse[:, occupied]
+        refined = self.refined if self.refined is not None else torch.empty(0, dtype=torch.int64)
+        fine = self._fine()
+        # A refined bin whose coarse entry holds pixels (added before it was refined) is read as one coarse cell.
+        unresolved = torch.isin(refined, occupied)
+        if bool(unresolved.any()):
+            at = torch.searchsorted(occupied, refined[unresolved])
+            coarse_neg[at] += fine[0, unresolved].sum(1)
+            coarse_pos[at] += fine[1, unresolved].sum(1)
+            fine, refined = fine[:, ~unresolved], refined[~unresolved]
+
+        # Keys ordering all cells: coarse bin c covers [c * sub_size, (c + 1) * sub_size); -0.0's cell is put at
+        # the top of bin zero - 1 so that it sits right below +0.0's (the bottom of bin zero) and merges with it.
+        # Both lists are sorted: each cell's place is its index plus the count of the other list's cells below it.
+        coarse_keys = occupied * sub_size + (occupied == zero - 1) * (sub_size - 1)
+        if compact:
+            slot, sub, fine_neg, fine_pos = self._fine_runs(fine, refined)
+        else:
+            fine_occupied = torch.nonzero(fine.any(0))
+            slot, sub = fine_occupied[:, 0], fine_occupied[:, 1]
+            fine_neg, fine_pos = fine[0, slot, sub], fine[1, slot, sub]
+            del fine_occupied
+        fine_keys = refined[slot] * sub_size + sub
+        total = coarse_keys.numel() + fine_keys.numel()
+        at_coarse = total - 1 - (torch.arange(coarse_keys.numel()) + torch.searchsorted(fine_keys, coarse_keys))
+        at_fine = total - 1 - (torch.arange(fine_keys.numel()) + torch.searchsorted(coarse_keys, fine_keys))
+
+        def placed(coarse_part: Tensor, fine_part: Tensor) -> Tensor:
+            out = torch.empty(total, dtype=coarse_part.dtype)
+            out[at_coarse], out[at_fine] = coarse_part, fine_part
+            return out
+
+        def position(key: int) -> int | None:
+            """Where the cell of ``key`` went, if there is one."""
+            for keys, at in ((coarse_keys, at_coarse), (fine_keys, at_fine)):
+                found = torch.nonzero(keys == key).squeeze(1)
+                if found.numel():
+                    return int(at[found[0]])
+            return None
+
+        pos = placed(coarse_pos, fine_pos)
+        neg = placed(coarse_neg, fine_neg)
+        single = placed(torch.full((occupied.numel(),), coarse_single), torch.full((slot.numel(),), fine_single))
+        merged: list[int] = []
+        i, j = position(zero * sub_size), position(zero * sub_size - 1)
+        if i is not None and j is not None:  # -0.0 and +0.0: one cell
+            pos[i] += pos[j]
+            neg[i] += neg[j]
+            single[i] &= bool(single[j])
+            keep = torch.ones(total, dtype=torch.bool)
+            keep[j] = False
+            pos, neg, single = pos[keep], neg[keep], single[keep]
+            merged = [j]
+
+        def thresholds() -> Tensor:
+            values = placed(self._values(occupied * sub_size, sub_size), self._values(fine_keys, 1))
+            if merged:
+                values = torch.cat([values[: merged[0]], values[merged[0] + 1 :]])
+            return values
+
+        return Cells(pos, neg, single, thresholds)
+
+    def _values(self, keys: Tensor, width: int) -> Tensor:
+        """The float64 value standing for each cell ``[keys, keys + width)`` (in sub-bin units): its edge nearest
+        zero, i.e. its scores truncated to the cell's precision; the score itself when the cell holds one value."""
+        shift = 32 - self.bits - self.sub_bits
+        offset = zero_bin(self.bits) << self.sub_bits
+        low = _key_values(((keys - offset) << shift).to(torch.int32))
+        high = _key_values((((keys + width - offset) << shift) - 1).to(torch.int32))
+        return torch.where(low >= 0, low, high)  # -0.0 >= 0: the -0.0 cell stands for zero
+
+    def _fine_runs(self, fine: Tensor, refined: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Slot, first sub-bin, negatives and positives of the non-empty runs of sub-bins in ``fine`` (``(2, slots,
+        sub-bins)``): each sub-bin with anomalies alone, the others in runs within a slot; -0.0's and +0.0's alone."""
+        sub_size = 1 << self.sub_bits
+        negatives, positives = fine[0].reshape(-1), fine[1].reshape(-1)
+        has_pos = positives > 0
+        start = has_pos.clone()
+        start[1:] |= has_pos[:-1]
+        start[::sub_size] = True
+        zero = zero_bin(self.bits)
+        for bin_, sub in ((zero - 1, sub_size - 1), (zero, 1)):  # -0.0 and +0.0 (merged later) each stay alone
+            slot = torch.nonzero(refined == bin_).squeeze(1)
+            if slot.numel() and sub < sub_size:
+                start[int(slot) * sub_size + sub] = True
+        run = torch.cumsum(start, 0) - 1
+        count = int(run[-1]) + 1 if run.numel() else 0
+        run_neg = torch.zeros(count, dtype=torch.int64).index_add_(0, run, negatives)
+        run_pos = torch.zeros(count, dtype=torch.int64).index_add_(0, run, positives)
+        del run
+        first = torch.nonzero(start).squeeze(1)
+        keep = (run_neg + run_pos) > 0
+        first = first[keep]
+        return first // sub_size, first % sub_size, run_neg[keep], run_pos[keep]
+
+    def compute(self) -> dict[str, float | int | bool]:
+        """The metrics of everything counted so far, with ``exact`` and ``max_error_bound``."""
+        return cell_metrics(self.cells(compact=True))
 
     def pixel_counts(self) -> tuple[int, int]:
-        """Valid and anomaly pixels counted so far (void pixels sit in the last entry, the sink)."""
-        sink = int(self.hist[-1])
-        return int(self.hist.sum()) - sink, int(self.hist[self.num_bins :].sum()) - sink
+        """Valid and anomaly pixels counted so far, held-back pixels included."""
+        valid = int(self.hist[:-1].sum())
+        anomalies = int(self.hist[self.region : -1].sum())
+        for _, labels, _ in self._pending:
+            valid += int((labels != VOID).sum())
+            anomalies += int((labels == 1).sum())
+        return valid, anomalies
 
-    def compute(self) -> dict[str, float | int]:
-        """The metrics of everything counted so far."""
-        positives, negatives = self.counts()
-        return curve_metrics(positives, negatives)
+    # --- state ------------------------------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget everything counted."""
-        self.hist.zero_()
+        """Forget everything counted, and the choice of refined bins."""
+        self.region = self.num_bins
+        self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)
+        self.precision.zero_()
+        self.refined, self._base = None, None
+        self._pending, self._pending_pixels = [], 0
 
-    def merge(self, other: "BinnedState") -> None:
-        """Add the counts of ``other`` (same ``bits``) to this state."""
+    def _check_same_bits(self, other: "BinnedState") -> None:
         if other.bits != self.bits:
             raise ValueError(f"cannot merge binned states with {self.bits} and {other.bits} bits")
-        self.hist += other.hist
+
+    def merge(self, other: "BinnedState") -> None:
+        """Add the counts of ``other`` (same ``bits``) to this state.
+
+        Pixels ``other`` still holds back are added as if given to :meth:`update` (so merging states that have not
+        chosen their refined bins yet equals one state fed all their pixels). When both have chosen, this state
+        refines the union of both choices, or its ``capacity`` bins of largest class-balanced mass; pixels counted
+        coarsely in a bin the other state refined make that bin read as one coarse cell.
+        """
+        self._check_same_bits(other)
+        self.precision += other.precision
+        if other.refined is None:  # nothing counted yet, only held back
+            for scores, labels, has_void in other._pending:
+                if self.refined is None:
+                    self._hold(scores.clone(), labels.clone(), has_void)
+                else:
+                    self._count(scores, labels, has_void)
+            return
+        if self.refined is None:  # nothing counted yet: take the other's choice, then count what is held back
+            self._set_refined_layout(other.refined)
+            pending, self._pending, self._pending_pixels = self._pending, [], 0
+            for scores, labels, has_void in pending:
+                self._count(scores, labels, has_void)
+        assert self.refined is not None
+        union = torch.unique(torch.cat([self.refined, other.refined]))
+        chosen = union if union.numel() <= self.capacity else self._choose(
+            self._bin_counts(union) + other._bin_counts(union), union, self._class_totals() + other._class_totals())
+        self._set_refined(chosen)
+        if torch.equal(other.refined, chosen):
+            self.hist += other.hist
+        else:
+            copy = BinnedState(self.bits)
+            copy.hist, copy.region = other.hist.clone(), other.region
+            copy._set_refined_layout(other.refined)
+            copy._set_refined(chosen)
+            self.hist += copy.hist
 
     def state_dict(self) -> dict[str, Tensor]:
-        """A copy of the state as plain tensors."""
-        return {"hist": self.hist.clone()}
+        """A copy of the state as plain tensors, held-back pixels included (at most ``WARMUP`` of them)."""
+        if self._pending:
+            pending_scores = torch.cat([scores for scores, _, _ in self._pending])
+            pending_labels = torch.cat([labels for _, labels, _ in self._pending])
+        else:
+            pending_scores, pending_labels = torch.zeros(0), torch.zeros(0, dtype=torch.uint8)
+        return {
+            "hist": self.hist.clone(),
+            "refined": self.refined.clone() if self.refined is not None else torch.tensor([UNDECIDED]),
+            "precision": self.precision.clone(),
+            "pending_scores": pending_scores,
+            "pending_labels": pending_labels,
+        }
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Replace the state by one returned from :meth:`state_dict` (same ``bits``)."""
-        if set(state) != {"hist"}:
-            raise ValueError(f"a binned state has the single key 'hist', got keys {sorted(state)}")
+        keys = {"hist", "refined", "precision", "pending_scores", "pending_labels"}
+        if set(state) != keys:
+            raise ValueError(f"a binned state has the keys {sorted(keys)}, got keys {sorted(state)}")
         hist = torch.as_tensor(state["hist"])
-        if tuple(hist.shape) != tuple(self.hist.shape):
+        precision = torch.as_tensor(state["precision"])
+        if tuple(precision.shape) != tuple(self.precision.shape):
             raise ValueError(
-                f"state 'hist' has shape {tuple(hist.shape)}, expected {tuple(self.hist.shape)} "
-                f"(bits={self.bits})"
+                f"state 'precision' has shape {tuple(precision.shape)}, expected {tuple(self.precision.shape)}"
             )
-        self.hist = hist.to(dtype=torch.int64, device="cpu", copy=True)
+        refined = torch.as_tensor(state["refined"]).to(torch.int64)
+        undecided = refined.numel() == 1 and int(refined[0]) == UNDECIDED
+        if not undecided and (
+            refined.dim() != 1 or refined.numel() > self.capacity or bool((refined < 0).any())
+            or bool((refined >= self.num_bins).any()) or bool((refined[1:] <= refined[:-1]).any())
+        ):
+            raise ValueError(
+                f"state 'refined' must list at most {self.capacity} increasing coarse bins in [0, {self.num_bins})"
+            )
+        region = self._region_for(torch.empty(0) if undecided else refined)
+        if tuple(hist.shape) != (2 * region + 1,):
+            raise ValueError(
+                f"state 'hist' has shape {tuple(hist.shape)}, expected {(2 * region + 1,)} (bits={self.bits}, "
+                f"{0 if undecided else refined.numel()} refined bins)"
+            )
+        hist = hist.to(dtype=torch.int64, device="cpu", copy=True)
+        slots = 0 if undecided else refined.numel()
+        if bool(hist[:-1].view(2, region)[:, self.num_bins + (slots << self.sub_bits) :].any()):
+            raise ValueError("state 'hist' counts pixels in sub-bins of no refined bin")
+        if undecided and bool(hist.any()):
+            raise ValueError("state 'hist' counts pixels before the refined bins were chosen")
+        scores = torch.as_tensor(state["pending_scores"]).to(dtype=torch.float32, device="cpu", copy=True)
+        labels = torch.as_tensor(state["pending_labels"]).to(dtype=torch.uint8, device="cpu", copy=True)
+        if scores.dim() != 1 or scores.shape != labels.shape or (scores.numel() and not undecided):
+            raise ValueError("state 'pending_scores' and 'pending_labels' must be 1-D of equal length, and empty "
+                             "once the refined bins are chosen")
+        self.hist, self.region = hist, region
+        self.precision = precision.to(dtype=torch.int64, device="cpu", copy=True)
+        self._pending, self._pending_pixels = [], 0
+        self.refined, self._base = None, None
+        if not undecided:
+            self._set_refined_layout(refined)
+        elif scores.numel():
+            self._hold(scores, labels, bool((labels == VOID).any()))
+
+    def _set_refined_layout(self, refined: Tensor, keep_counts: bool = True) -> None:
+        """Adopt ``refined`` as the list of refined bins whose slots the histogram already follows; the histogram
+        grows room for the slots at the first refined bin (its counts kept unless ``keep_counts`` is false)."""
+        self.refined = refined.to(torch.int64).clone()
+        region = self._region_for(refined)
+        if region != self.region:
+            hist = torch.zeros(2 * region + 1, dtype=torch.int64)
+            if keep_counts:
+                width = min(region, self.region)
+                hist[:-1].view(2, region)[:, :width] = self.hist[:-1].view(2, self.region)[:, :width]
+                hist[-1] = self.hist[-1]
+            self.hist, self.region = hist, region
+        if refined.numel() == 0:
+            self._base = None
+            return
+        base = torch.arange(self.num_bins, dtype=torch.int32)
+        base[refined] = self.num_bins + (torch.arange(refined.numel(), dtype=torch.int32) << self.sub_bits)
+        self._base = base
 
     def sync(self) -> None:
-        """Sum the state over all processes (when ``torch.distributed`` is initialised)."""
+        """Sum the state over all processes (when ``torch.distributed`` is initialised).
+
+        While no process has chosen its refined bins, all held-back pixels are gathered (every process then holds
+        them all and chooses alike); otherwise every process refines the union of the choices (or its
+        ``capacity`` bins of largest class-balanced mass) before the histograms are summed.
+        """
+        if not is_distributed():
+            return
+        decided = torch.tensor([int(self.refined is not None)], dtype=torch.int64)
+        all_reduce_sum_(decided)
+        if int(decided) == 0:
+            held = self.state_dict()
+            scores, labels = all_gather_cat(held["pending_scores"]), all_gather_cat(held["pending_labels"])
+            all_reduce_sum_(self.precision)
+            self._pending, self._pending_pixels = [], 0
+            if scores.numel():
+                self._hold(scores, labels, bool((labels == VOID).any()))
+            return
+        self.flush()
+        if self.refined is None:  # no pixel here
+            self._set_refined_layout(torch.empty(0, dtype=torch.int64))
+        assert self.refined is not None
+        union = torch.unique(all_gather_cat(self.refined))
+        if union.numel() > self.capacity:
+            counts = all_reduce_sum_(torch.cat([self._bin_counts(union), self._class_totals().unsqueeze(1)], 1))
+            union = self._choose(counts[:, :-1], union, counts[:, -1])
+        self._set_refined(union)
         all_reduce_sum_(self.hist)
+        all_reduce_sum_(self.precision)
+
+
+def _key_values(keys: Tensor) -> Tensor:
+    """The float32 values (as float64) of int32 order-preserving keys (see ``_float_bins``)."""
+    flip = torch.bitwise_right_shift(keys, 31) & 0x7FFFFFFF
+    return torch.bitwise_xor(keys, flip).view(torch.float32).double()

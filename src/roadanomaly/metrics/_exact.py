@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from roadanomaly.metrics._curves import curve_metrics
+from roadanomaly.metrics._curves import Cells, cell_metrics
 from roadanomaly.metrics._distributed import all_gather_cat
 from roadanomaly.metrics._inputs import ANOMALY, VOID
 
@@ -34,12 +34,12 @@ class ExactState:
         self.scores, self.labels = [scores], [labels]
         return scores, labels
 
-    def counts(self) -> tuple[Tensor, Tensor]:
-        """Anomaly and in-distribution counts per distinct score, from the highest score down."""
+    def cells(self) -> Cells:
+        """Anomaly and in-distribution counts per distinct score (each a single value), from the highest down."""
         scores, labels = self._cat()
         if scores.numel() == 0:
             empty = torch.zeros(0, dtype=torch.int64)
-            return empty, empty
+            return Cells(empty, empty, torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.float64))
         ordered, order = torch.sort(scores, descending=True)
         tps = torch.cumsum(labels[order] == ANOMALY, 0)
         ends = torch.nonzero(ordered[1:] != ordered[:-1]).squeeze(1)
@@ -47,16 +47,16 @@ class ExactState:
         tps_at = tps[ends]
         positives = torch.diff(tps_at, prepend=tps_at.new_zeros(1))
         sizes = torch.diff(ends + 1, prepend=ends.new_zeros(1))
-        return positives, sizes - positives
+        single = torch.ones(ends.numel(), dtype=torch.bool)
+        return Cells(positives, sizes - positives, single, ordered[ends])
 
     def pixel_counts(self) -> tuple[int, int]:
         """Valid and anomaly pixels stored so far."""
         return sum(len(c) for c in self.labels), sum(int((c == ANOMALY).sum()) for c in self.labels)
 
-    def compute(self) -> dict[str, float | int]:
-        """The metrics of all stored pixels."""
-        positives, negatives = self.counts()
-        return curve_metrics(positives, negatives)
+    def compute(self) -> dict[str, float | int | bool]:
+        """The metrics of all stored pixels (``exact`` always true, ``max_error_bound`` 0)."""
+        return cell_metrics(self.cells())
 
     def reset(self) -> None:
         """Forget all stored pixels."""

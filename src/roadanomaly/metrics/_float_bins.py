@@ -1,14 +1,17 @@
 """Order-preserving bins for float32 scores, computed from their IEEE-754 bit patterns.
 
-Read as a signed integer, the bits of a float32 sort like the floats for non-negative values and in reverse for
-negative ones. Keep the top ``bits`` bits, ``u = bits >> (32 - bits)`` (sign, exponent, then leading mantissa bits),
-and map ``u >= 0`` to ``u + C`` and ``u < 0`` to ``~u`` (``C = 2**(bits - 1)``): bins in ``[0, 2 * C)`` that are
-monotone in the score over the whole line (-inf ... +inf), put equal scores in the same bin and have a relative
-width of ``2 ** -(bits - 9)`` whatever the sign or scale.
+Read as a signed integer, the bits ``x`` of a float32 sort like the floats for non-negative values and in reverse for
+negative ones. ``k = x ^ ((x >> 31) & 0x7FFFFFFF)`` flips the magnitude bits of negative values: ``k`` is a signed
+integer that sorts exactly like the floats over the whole line (-inf ... +inf), one key per float32 value.
 
-The lowest and highest bins are reached only by NaN bit patterns. -0.0 lands in bin ``C - 1`` (with negative
-subnormals of magnitude below ``2**(32 - bits) * 2**-149``) and +0.0 in bin ``C`` (with the positive ones): those
-two bins are to be read as one, around zero.
+A *coarse bin* keeps the top ``bits`` bits of ``k`` (sign, exponent, then leading mantissa bits), offset to
+``[0, 2**bits)``: bins monotone in the score, equal scores always in the same bin, with a relative width of
+``2 ** -(bits - 9)`` whatever the sign or scale. Its *sub-bin* is the next ``sub_bits`` bits of ``k``: a refined
+coarse bin splits into ``2**sub_bits`` sub-bins, each a single float32 value when ``bits + sub_bits == 32``.
+
+The lowest and highest coarse bins are reached only by NaN bit patterns. -0.0 lands in the last sub-bin of coarse bin
+``C - 1`` (``C = 2**(bits - 1)``, with negative subnormals of magnitude below ``2**(32 - bits) * 2**-149``) and +0.0
+in the first sub-bin of bin ``C`` (with the positive ones): those two cells are to be read as one, zero.
 """
 
 from __future__ import annotations
@@ -17,25 +20,51 @@ import torch
 from torch import Tensor
 
 MIN_BITS = 12
-MAX_BITS = 22  # keeps bin + 255 * 2**bits (a void label's offset) inside int32
+MAX_BITS = 22  # a refined state holds 2 * 2**bits entries per label: label 255 (void) * that + entry fits int32
+#: Sub-bins per refined coarse bin: 2**10, which at 22 bits resolves every float32 value.
+MAX_SUB_BITS = 10
 
 
 def check_bits(bits: int) -> int:
-    """Validate the number of key bits kept as the bin index."""
+    """Validate the number of key bits kept as the coarse bin index."""
     if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(f"bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r}")
     return bits
 
 
+def sub_bits_for(bits: int) -> int:
+    """Sub-bin bits of a refined coarse bin: the float32 bits left below the coarse ones, at most ``MAX_SUB_BITS``."""
+    return min(MAX_SUB_BITS, 32 - bits)
+
+
 def zero_bin(bits: int) -> int:
-    """The bin of +0.0; bin ``zero_bin(bits) - 1`` (holding -0.0) belongs with it."""
+    """The coarse bin of +0.0; bin ``zero_bin(bits) - 1`` (holding -0.0) belongs with it."""
     return 1 << (bits - 1)
 
 
-def float_bins(values: Tensor, bits: int, out: Tensor, scratch: Tensor) -> Tensor:
-    """Write the bins of float32 ``values`` (read only) into the int32 tensor ``out``, using int32 ``scratch``."""
-    torch.bitwise_right_shift(values.view(torch.int32), 32 - bits, out=out)  # u, in [-C, C)
-    torch.bitwise_right_shift(out, 31, out=scratch)  # -1 where u < 0, else 0
-    scratch |= zero_bin(bits)  # C where u >= 0, else -1 (all ones)
-    out ^= scratch  # u ^ C == u + C for u >= 0;  u ^ -1 == ~u for u < 0
-    return out
+def significant_bits(bits: int) -> int:
+    """Significant bits a coarse bin resolves: two values with at most this many fall in different bins."""
+    return bits - 8
+
+
+def float_keys(values: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
+    """Write the order-preserving int32 keys of float32 ``values`` (read only) into ``out``, using int32 ``scratch``."""
+    bits = values.view(torch.int32)
+    torch.bitwise_right_shift(bits, 31, out=scratch)  # -1 where negative, else 0
+    scratch &= 0x7FFFFFFF
+    return torch.bitwise_xor(bits, scratch, out=out)
+
+
+def coarse_bins(keys: Tensor, bits: int, out: Tensor) -> Tensor:
+    """Coarse bins in ``[0, 2**bits)`` of int32 ``keys`` (see :func:`float_keys`), written into ``out``."""
+    torch.bitwise_right_shift(keys, 32 - bits, out=out)
+    return out.add_(zero_bin(bits))
+
+
+def sub_bins(keys: Tensor, bits: int, sub_bits: int, out: Tensor) -> Tensor:
+    """Sub-bins in ``[0, 2**sub_bits)`` of int32 ``keys`` within their coarse bins, written into ``out``."""
+    shift = 32 - bits - sub_bits
+    if shift:
+        torch.bitwise_right_shift(keys, shift, out=out)
+        return out.bitwise_and_((1 << sub_bits) - 1)
+    return torch.bitwise_and(keys, (1 << sub_bits) - 1, out=out)

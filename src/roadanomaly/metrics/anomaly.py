@@ -6,14 +6,34 @@ All three metrics follow scikit-learn's definitions (``average_precision_score``
 
 Two modes:
 
-- ``"binned"`` (default): fixed-size histograms over order-preserving float32 bins (``2**bits`` of them, relative
-  width ``2**-(bits - 9)``, equal scores always in the same bin). Memory does not depend on the number of pixels,
-  and states from several processes combine by summation.
+- ``"binned"`` (default): fixed-size histograms over order-preserving float32 cells. Every score falls in one of
+  ``2**bits`` coarse bins (relative width ``2**-(bits - 9)``, equal scores always in the same bin). Up to
+  ``2**(bits - 10)`` coarse bins, those holding the largest shares of the error bound (below), judged from the first
+  ``2**22`` pixels (held back until then), are refined into ``2**10`` sub-bins each: at the default 22 bits, one per
+  float32 value. So scores that crowd into a narrow range (the max softmax of an untrained network, MSP at a high
+  temperature, an entropy near 1) are still told apart. Scores whose coarse bins are exact already (float16) or fine
+  enough for a bound within ``5e-5`` are not refined, and cost no more than before.
+  Memory does not depend on the number of pixels: at 22 bits a 64 MiB state, 128 MiB once it refines, plus the first
+  ``2**22`` pixels held back (20 MiB); :meth:`AnomalyMetric.compute` needs temporaries in the number of non-empty
+  cells (at most ``2**bits`` coarse bins plus ``2**bits`` sub-bins). States from several processes combine by
+  summation once their refined bins agree (:meth:`AnomalyMetric.merge`, :meth:`AnomalyMetric.sync`: the union of
+  their choices; a bin that one side counted coarsely is then read as one coarse cell, and the bound says so).
 - ``"exact"``: every valid pixel is stored and sorted at :meth:`AnomalyMetric.compute` time (float64); for small
   data and for checking.
+
+Besides ``auprc``, ``fpr95``, ``auroc``, ``pixels`` and ``anomaly_pixels``, :meth:`AnomalyMetric.compute` returns
+``exact`` (bool: every cell that matters holds a single score value, so the three metrics equal scikit-learn's
+up to float64 rounding) and ``max_error_bound`` (float: a bound on ``|ours - scikit-learn's|`` that holds for each of
+the three metrics, whatever the order of the scores within the cells; 0.0 when ``exact``). A cell can only be
+trusted to hold one value when the input dtype has no more significant bits than the cell resolves: float16,
+bfloat16 and 8-bit inputs in every cell, float32 (and float64 or integer values that float32 represents exactly) in
+sub-bins at 22 bits; other float64 values are rounded to float32 and then no cell counts as single-valued. When
+``max_error_bound`` is too large for a purpose, use ``mode="exact"``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from torch import Tensor
 
@@ -25,18 +45,21 @@ from roadanomaly.metrics._inputs import (
     as_flat_tensors,
     check_no_nan,
 )
+from roadanomaly.metrics._reports import best_f1, curves, histogram
 
 MODES = ("binned", "exact")
 
-#: Key bits kept as the bin index in binned mode: 2**22 bins, relative bin width 2**-13, a 64 MiB state.
+#: Key bits kept as the coarse bin index in binned mode: 2**22 bins, relative bin width 2**-13, a 64 / 128 MiB state.
 DEFAULT_BITS = 22
 
 
 class AnomalyMetric:
     """Streaming AP / FPR95 / AUROC over pixels, fed image by image with :meth:`update`.
 
-    ``compute()`` returns ``{"auprc", "fpr95", "auroc", "pixels", "anomaly_pixels"}``. ``merge``, ``state_dict`` /
-    ``load_state_dict`` and ``sync`` combine, save and all-reduce evaluations.
+    ``compute()`` returns ``{"auprc", "fpr95", "auroc", "pixels", "anomaly_pixels", "exact", "max_error_bound"}``. ``merge``, ``state_dict`` /
+    ``load_state_dict`` and ``sync`` combine, save and all-reduce evaluations. :meth:`curve_counts`,
+    :meth:`curves`, :meth:`best_f1_threshold` and :meth:`histogram` give the curves behind the metrics, for plots
+    and reports.
     """
 
     def __init__(self, mode: str = "binned", *, bits: int = DEFAULT_BITS) -> None:
@@ -52,9 +75,47 @@ class AnomalyMetric:
         check_no_nan(flat_scores)
         self._state.update(flat_scores, *anomaly_labels_as_uint8(flat_labels))
 
-    def compute(self) -> dict[str, float | int]:
+    def compute(self) -> dict[str, float | int | bool]:
         """The metrics of all pixels added so far; ``ValueError`` when anomaly or in-distribution pixels lack."""
         return self._state.compute()
+
+    def curve_counts(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(thresholds, positives, negatives)``: float64, int64 and int64 tensors, one entry per distinct threshold
+        from the highest score down, counting the anomaly and in-distribution pixels at it.
+
+        In exact mode the thresholds are the distinct scores. In binned mode each entry is a cell of the histogram
+        and its threshold the lowest float32 value the cell can hold: the score itself for a cell that holds one
+        value (see ``exact`` in :meth:`compute`), the lower edge of its bin otherwise.
+        """
+        cells = self._state.cells()
+        return cells.thresholds.clone(), cells.positives.clone(), cells.negatives.clone()
+
+    def curves(self, max_points: int = 512) -> dict[str, Any]:
+        """PR and ROC curves for plotting: ``{"pr": {"recall", "precision"}, "roc": {"fpr", "tpr"}, "thresholds"}``,
+        lists of equal length, at most ``max_points``.
+
+        Point ``i`` counts the pixels scoring at least ``thresholds[i]`` as anomalies (thresholds from the highest
+        down; scikit-learn's ``roc_curve`` adds a first point (0, 0) and ``precision_recall_curve`` a last one
+        (recall 0, precision 1), not repeated here). Beyond ``max_points`` thresholds, the kept ones are spread
+        evenly in ``(tpr + fpr) / 2``, the first and last always kept. ``ValueError`` without both classes.
+        """
+        return curves(self._state.cells(), max_points)
+
+    def best_f1_threshold(self) -> tuple[float, float]:
+        """``(threshold, f1)``: the threshold of the highest pixel-level F1 over all thresholds (pixels scoring at
+        least it are anomalies; the highest threshold on ties), and that F1. ``ValueError`` without both classes."""
+        return best_f1(self._state.cells())
+
+    def histogram(self, bins: int = 100, value_range: tuple[float, float] | None = None) -> dict[str, list]:
+        """Score histograms for reports: ``{"edges": bins + 1 floats, "inlier": counts, "anomaly": counts}``.
+
+        ``value_range`` defaults to the 0.1th to 99.9th percentile of all valid scores (numpy's ``inverted_cdf``
+        percentile), so that a few extreme scores do not squash the plot; scores outside the range count in the
+        first or last bin (the counts add up to :attr:`pixels` and :attr:`anomaly_pixels`). Bins are
+        ``[edges[i], edges[i + 1])``, the last one closed. In binned mode each cell counts at its threshold (see
+        :meth:`curve_counts`).
+        """
+        return histogram(self._state.cells(), bins, value_range)
 
     @property
     def pixels(self) -> int:
@@ -98,7 +159,7 @@ class AnomalyMetric:
         return f"AnomalyMetric(mode={self.mode!r}{extra})"
 
 
-def anomaly_metrics(scores: ArrayLike, labels: ArrayLike, mode: str = "exact") -> dict[str, float | int]:
+def anomaly_metrics(scores: ArrayLike, labels: ArrayLike, mode: str = "exact") -> dict[str, float | int | bool]:
     """One-shot AP / FPR95 / AUROC of ``scores`` against ``labels`` (0, 1, 255 = void); see :class:`AnomalyMetric`."""
     metric = AnomalyMetric(mode)
     metric.update(scores, labels)
