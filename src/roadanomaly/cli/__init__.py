@@ -8,7 +8,7 @@ import sys
 
 from roadanomaly.errors import UserError
 
-SUBCOMMANDS: tuple[str, ...] = ("evaluate", "train", "demo", "synth", "convert")
+SUBCOMMANDS: tuple[str, ...] = ("evaluate", "train", "demo", "synth", "convert", "export", "benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:
