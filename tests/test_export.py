@@ -17,6 +17,7 @@ from roadanomaly.models.erfnet_fused import fold_bn, fuse_erfnet
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TOL = 1e-4
 
