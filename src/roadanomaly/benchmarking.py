@@ -2,12 +2,16 @@
 
 Several configurations are timed round-robin (A B C A B C ...), so that a change in the load of a shared machine
 hits all of them alike; each call's latency is kept, and a configuration reports its median and 90th percentile,
-images per second (batch / median latency) and the peak memory one call added (CPU: the process's peak resident
-set size, reset before each call; CUDA: ``torch.cuda.max_memory_allocated``).
+images per second (batch / median latency) and the peak memory a call added, over the warm-up and timed calls
+(CPU: the process's peak resident set size, reset before each call after handing freed heap memory back to the
+system; CUDA: ``torch.cuda.max_memory_allocated``). The first call usually shows the most: caches and arenas
+(onnxruntime's, the CUDA allocator's) are filled then and reused later.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import math
 import os
 import platform
@@ -90,6 +94,11 @@ class PeakMemory:
             self.start = torch.cuda.memory_allocated()
             return self
         self.start = None
+        gc.collect()
+        try:  # return freed heap memory to the system, so that using it again shows as an increase
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM to the current RSS
@@ -126,12 +135,15 @@ def measure_interleaved(
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     batches = batch if isinstance(batch, dict) else {name: batch for name in calls}
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    synchronize(device)
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     peaks: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(warmup):
+        for name, call in calls.items():
+            with PeakMemory(device) if memory else _NoMemory() as mem:
+                call()
+                synchronize(device)
+            if mem.mib is not None:
+                peaks[name].append(mem.mib)
     for _ in range(repeats):
         for name, call in calls.items():
             with PeakMemory(device) if memory else _NoMemory() as mem:
