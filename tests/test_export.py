@@ -113,7 +113,8 @@ def test_benchmark_cli_onnxruntime_row(erfnet_export, tmp_path):
     _, folder, _ = erfnet_export
     out = tmp_path / "bench.json"
     code = main(["benchmark", "--weights", str(folder / "erfnet.onnx"), "--backend", "onnxruntime",
-                 "--resolution", "32x48", "--batch", "2", "--repeats", "2", "--warmup", "0", "--output", str(out)])  # fmt: skip
+                 "--resolution", "32x48", "--batch", "2", "--repeats", "2", "--warmup", "0",
+                 "--output", str(out)])  # fmt: skip
     assert code == 0
     (entry,) = json.loads(out.read_text())["results"]
     assert (entry["backend"], entry["batch"], entry["repeats"]) == ("onnxruntime", 2, 2)

@@ -256,7 +256,8 @@ class Builder:
 
         if compile_mode:
             net.forward_all = torch.compile(net.forward_all, mode=compile_mode)  # type: ignore[method-assign]
-        predictor = EoMTPredictor(net, self.device, args.crop_size, precision if dtype else None)  # type: ignore[arg-type]
+        autocast = precision if dtype else None
+        predictor = EoMTPredictor(net, self.device, args.crop_size, autocast)  # type: ignore[arg-type]
         self.crop = predictor.crop
         if args.scope == "network":
             return _inference(lambda x: predictor._forward(x))

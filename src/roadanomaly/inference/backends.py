@@ -34,7 +34,8 @@ _TEMP_DIRS: list[str] = []
 def _onnx_session(path: Path, device: str, threads: int | None):
     from roadanomaly.inference.onnx_session import OnnxSession, _import_onnxruntime
 
-    if str(device).startswith("cuda") and "CUDAExecutionProvider" not in _import_onnxruntime().get_available_providers():
+    available = _import_onnxruntime().get_available_providers()
+    if str(device).startswith("cuda") and "CUDAExecutionProvider" not in available:
         raise UserError(None, f"device {device!r} asked for, but this onnxruntime has no CUDA provider "
                               "(install onnxruntime-gpu)")  # fmt: skip
     return OnnxSession(path, device, threads=threads or torch.get_num_threads())
