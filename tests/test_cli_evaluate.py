@@ -97,7 +97,7 @@ def test_user_mistakes_exit_2_with_one_line_and_keep_finished_results(tmp_path):
         ("empty", "no images found"),
         ("checkpoint", "checkpoint does not fit the model"),
         ("method", "method 'rba' is not defined for this model"),
-        ("eomt_option", "--crop-size and --autocast apply to --model eomt only"),
+        ("eomt_option", "--crop-size does not apply to --model erfnet"),
     ],
 )
 def test_bad_input_messages(tmp_path, setup, expected):
@@ -142,20 +142,42 @@ def test_eomt_official_checkpoint_through_the_cli(tmp_path):
     document = json.loads(out.read_text())
     assert document["model"]["name"] == "eomt"
     rows = {r["method"]: r for r in document["results"]}
-    assert set(rows) == {"msp", "maxlogit", "entropy", "rba", "noobject"}
+    assert set(rows) == {"msp", "entropy", "rba", "noobject", "eam"}
     # independent scoring: numpy formulas on the predictor's class scores, sklearn metrics
     predictor = load_predictor("eomt", tmp_path / "eomt.bin")
-    rba, labels = [], []
+    rba, eam, labels = [], [], []
     for image_path in sorted((bundle / "RoadAnomaly21" / "images").iterdir()):
         image = torch.from_numpy(np.asarray(Image.open(image_path).convert("RGB"))).permute(2, 0, 1)[None]
         mask = np.asarray(Image.open(bundle / "RoadAnomaly21" / "labels_masks" / f"{image_path.stem}.png"))
         p = predictor(image).class_scores[0].double().numpy()
         valid = mask != 255
         rba.append(-np.tanh(p).sum(0)[valid])
+        eam.append(_independent_eam(predictor.model, image)[valid])
         labels.append(mask[valid] == 1)
-    s, y = np.concatenate(rba), np.concatenate(labels)
-    assert rows["rba"]["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-4)
-    assert rows["rba"]["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-4)
+    y = np.concatenate(labels)
+    for method, values in (("rba", rba), ("eam", eam)):
+        s = np.concatenate(values)
+        assert rows[method]["auprc"] == pytest.approx(average_precision_score(y, s), abs=1e-4), method
+        assert rows[method]["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-4), method
+
+
+def _independent_eam(model, image):
+    """EAM = 1 - sum_q sigmoid(mask_q) max_k softmax(class_q)_k on one 32x48 image: the crop is 64, so the image is
+    scaled to 64x96, cut into 64x64 windows at 0 and 32, averaged where they overlap and resized back."""
+    F = torch.nn.functional
+    x = F.interpolate(image.double(), size=(64, 96), mode="bilinear", antialias=True)
+    total, count = torch.zeros(64, 96, dtype=torch.float64), torch.zeros(64, 96, dtype=torch.float64)
+    model = model.double()
+    for left in (0, 32):
+        with torch.no_grad():
+            out = model.forward_all(x[..., left : left + 64])
+        masks = F.interpolate(out.mask_logits[-1], size=(64, 64), mode="bilinear").sigmoid()
+        best = out.class_logits[-1].softmax(-1)[..., :-1].max(-1).values
+        total[:, left : left + 64] += torch.einsum("bqhw,bq->hw", masks, best)
+        count[:, left : left + 64] += 1
+    model.float()
+    eam = 1.0 - total / count
+    return F.interpolate(eam[None, None], size=(32, 48), mode="bilinear")[0, 0].numpy()
 
 
 @pytest.mark.parametrize("model", ["erfnet", "eomt"])

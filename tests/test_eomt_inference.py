@@ -155,15 +155,33 @@ def test_query_heads_plug_in(tiny_model):
         return class_logits.softmax(-1)[..., -1]
 
     head = nn.Sequential(nn.Linear(tiny_model.config.width, 1), nn.Flatten(-2), nn.Sigmoid())
-    heads = {"again": no_object_again, "anomaly": lambda q, c: head(q)}
+    vector = nn.Linear(tiny_model.config.width, 2)
+    heads = {"again": no_object_again, "anomaly": lambda q, c: head(q), "pair": lambda q, c: vector(q)}
     predictor = EoMTPredictor(tiny_model, crop_size=64, query_heads=heads)
-    out = predictor(uint8_images(2, 64, 128))
-    assert set(out.query_maps) == {"no_object", "again", "anomaly"}
+    assert predictor.spec.query_maps == ("no_object", "max_class", "mask_mass", "again", "anomaly", "pair")
+    images = uint8_images(2, 64, 128)
+    out = predictor(images)
+    assert set(out.query_maps) == set(predictor.spec.query_maps)
     torch.testing.assert_close(out.query_maps["again"], out.query_maps["no_object"])
     assert seen["queries"].shape == (4, tiny_model.config.num_q, tiny_model.config.width)  # 2 images x 2 windows
-    assert (out.query_maps["anomaly"] >= 0).all()
-    with pytest.raises(ValueError):
-        EoMTPredictor(tiny_model, query_heads={"no_object": no_object_again})
+    # every map against the window-by-window formula sum_q w_q sigmoid(mask_q)
+    expected = {name: torch.zeros(2, *shape, 64, 128) for name, shape in
+                [("anomaly", ()), ("max_class", ()), ("mask_mass", ()), ("pair", (2,))]}
+    for left in (0, 64):
+        with torch.no_grad():
+            o = tiny_model.forward_all(images[:, :, :, left : left + 64].float())
+            masks = F.interpolate(o.mask_logits[-1], size=(64, 64), mode="bilinear").sigmoid()
+            probs = o.class_logits[-1].softmax(-1)
+            weights = {"anomaly": head(o.queries), "max_class": probs[..., :-1].max(-1).values,
+                       "mask_mass": torch.ones_like(probs[..., 0])}
+            for name, w in weights.items():
+                expected[name][..., left : left + 64] = torch.einsum("bqhw,bq->bhw", masks, w)
+            expected["pair"][..., left : left + 64] = torch.einsum("bqhw,bqk->bkhw", masks, vector(o.queries))
+    for name, value in expected.items():
+        torch.testing.assert_close(out.query_maps[name], value, atol=1e-5, rtol=1e-5)
+    for builtin in ("no_object", "max_class", "mask_mass"):
+        with pytest.raises(ValueError, match=f"{builtin!r} is built in"):
+            EoMTPredictor(tiny_model, query_heads={builtin: no_object_again})
 
 
 def test_per_pixel_maps_formula():

@@ -42,12 +42,18 @@ def test_mask_scores_match_direct_formulas():
     g = torch.Generator().manual_seed(3)
     p = torch.rand(1, 19, 4, 6, generator=g) * 0.3
     no_object = torch.rand(1, 4, 6, generator=g)
-    out = PixelOutputs(class_scores=p, query_maps={"no_object": no_object})
-    assert available_methods(out) == ["msp", "maxlogit", "entropy", "rba", "noobject"]
+    max_class, mass = torch.rand(1, 4, 6, generator=g), torch.rand(1, 4, 6, generator=g) + 0.5
+    anomaly, oe = torch.rand(1, 4, 6, generator=g), torch.rand(1, 19, 4, 6, generator=g)
+    maps = {"no_object": no_object, "max_class": max_class, "mask_mass": mass, "anomaly": anomaly, "rba_oe": oe}
+    out = PixelOutputs(class_scores=p, query_maps=maps)
+    assert available_methods(out) == ["msp", "entropy", "rba", "noobject", "eam", "anomaly", "anomaly_norm", "rba_oe"]
     s = compute_scores(out, available_methods(out))
     q = p.double().numpy()
     np.testing.assert_allclose(s["msp"], 1 - q.max(1), atol=1e-6)
-    np.testing.assert_allclose(s["maxlogit"], -q.max(1), atol=1e-6)
+    np.testing.assert_allclose(s["eam"], 1 - max_class.numpy(), atol=1e-6)
+    np.testing.assert_allclose(s["anomaly"], anomaly.numpy())
+    np.testing.assert_allclose(s["anomaly_norm"], anomaly.numpy() / mass.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(s["rba_oe"], -np.tanh(oe.double().numpy()).sum(1), atol=1e-5)
     norm = q / q.sum(1, keepdims=True)
     np.testing.assert_allclose(s["entropy"], -(norm * np.log(norm)).sum(1) / np.log(19), atol=1e-6)
     np.testing.assert_allclose(s["rba"], -np.tanh(q).sum(1), atol=1e-5)
@@ -68,3 +74,15 @@ def test_resize_keeps_every_map():
     big = out.resized((8, 12))
     assert big.class_scores.shape == (1, 19, 8, 12) and big.query_maps["no_object"].shape == (1, 8, 12)
     assert out.resized((4, 6)) is out
+
+
+def test_methods_follow_from_the_declared_outputs():
+    from roadanomaly.outputs import OutputSpec
+    from roadanomaly.scoring import check_methods
+
+    assert available_methods(OutputSpec("logits")) == ["msp", "maxlogit", "entropy", "energy"]
+    assert available_methods(OutputSpec("logits", void_channel=19))[-1] == "void"
+    assert available_methods(OutputSpec("mask", query_maps=("no_object",))) == ["msp", "entropy", "rba", "noobject"]
+    assert check_methods(None, OutputSpec("logits")) == ["msp", "maxlogit", "entropy", "energy"]
+    with pytest.raises(ValueError, match="method 'maxlogit' is not defined for this model"):
+        check_methods(["msp", "maxlogit"], OutputSpec("mask"))

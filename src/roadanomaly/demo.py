@@ -13,11 +13,11 @@ from tqdm import tqdm
 
 from roadanomaly.data.bundle import discover_bundles
 from roadanomaly.data.cityscapes import CityscapesDataset
-from roadanomaly.evaluate import AnomalyResult, evaluate_bundle, evaluate_segmentation
+from roadanomaly.evaluation import EvaluationEngine
 from roadanomaly.inference import load_predictor
 from roadanomaly.progress import stage_callback
 from roadanomaly.protocol import EvalProtocol
-from roadanomaly.report import format_table, results_document, write_json
+from roadanomaly.report import format_table
 from roadanomaly.training.config import ERFNetTrainConfig
 
 
@@ -61,10 +61,10 @@ def ensure_synthroads(workdir: Path, config: DemoConfig, regenerate: bool, progr
 
     root = workdir / "synthroads"
     if not regenerate and _manifest_matches(root, config):
-        print(f"[1/4] SynthRoads already generated in {root}")
+        print(f"[1/3] SynthRoads already generated in {root}")
         return root
     total = config.train_images + config.val_images + config.anomaly_images + config.obstacle_images
-    print(f"[1/4] generating SynthRoads in {root} ({total} images at {config.size[0]}x{config.size[1]})")
+    print(f"[1/3] generating SynthRoads in {root} ({total} images at {config.size[0]}x{config.size[1]})")
     with tqdm(total=total, unit="img", disable=not progress, dynamic_ncols=True) as bar:
         generate_synthroads(
             root,
@@ -101,10 +101,10 @@ def ensure_erfnet(workdir: Path, data: Path, config: DemoConfig, retrain: bool, 
     stamp = workdir / "erfnet" / "trained.json"
     key = {"data": config.data_key(), "train": train_config.to_dict()}
     if not retrain and weights.is_file() and _same(stamp, key):
-        print(f"[2/4] using cached ERFNet weights {weights}")
+        print(f"[2/3] using cached ERFNet weights {weights}")
         return weights
     print(
-        f"[2/4] training ERFNet on SynthRoads ({config.train_images} images, "
+        f"[2/3] training ERFNet on SynthRoads ({config.train_images} images, "
         f"{train_config.encoder_epochs} encoder-only + {train_config.epochs} whole-network epochs)"
     )
     result = train_erfnet(train_config, progress=progress)
@@ -129,21 +129,16 @@ def run_demo(
     predictor = load_predictor("erfnet", weights)
     protocol = EvalProtocol(size=config.eval_size)
 
-    print("[3/4] segmentation quality on the SynthRoads validation split")
-    segmentation = evaluate_segmentation(
-        predictor, CityscapesDataset(data / "cityscapes", "val"), protocol, progress=progress
-    )
-    print(f"      mIoU {100 * segmentation['miou']:.2f} %")
-    print("[4/4] anomaly scores on the SynthRoads benchmark bundles")
-    results: list[AnomalyResult] = []
-    for bundle in discover_bundles(data / "bundle"):
-        results += evaluate_bundle(predictor, bundle, None, protocol, progress=progress)
-    document = results_document(
-        protocol.to_dict(), predictor.info, results, segmentation={"dataset": "SynthRoads val", **segmentation},
-        wall_time_s=round(time.perf_counter() - start, 1),
-    )
+    print("[3/3] evaluating on the SynthRoads validation split (mIoU) and benchmark bundles (anomaly scores)")
     output = workdir / "results.json"
-    write_json(output, document)
+    engine = EvaluationEngine(predictor, protocol, progress_bars=progress, output=output)
+    result = engine.run(discover_bundles(data / "bundle"), CityscapesDataset(data / "cityscapes", "val"))
+    result.segmentation = {**(result.segmentation or {}), "dataset": "SynthRoads val"}
+    result.extras["wall_time_s"] = round(time.perf_counter() - start, 1)
+    result.save(output)
+    document = result.to_dict()
+    segmentation = document["segmentation"]
+    results = result.results
     print()
     print(format_table(results))
     print(f"\nSynthRoads val mIoU: {100 * segmentation['miou']:.2f} %   wall time: {document['wall_time_s']:.0f} s")

@@ -8,26 +8,33 @@ Higher score = more anomalous, for every method. Per-pixel classifiers (class lo
 - ``energy``:   -T * logsumexp(z / T)
 - ``void``:     softmax(z / T)[void], over all channels, when the model has a void channel
 
-Mask classifiers (class scores P_c = sum_q softmax(class_q)[c] * sigmoid(mask_q), no-object dropped):
+Mask classifiers (class scores P_c = sum_q softmax(class_q)[c] * sigmoid(mask_q), no-object dropped). Only
+methods that rank pixels differently are offered (-max_c P_c would rank exactly like ``msp``):
 
-- ``msp``:      1 - max_c P_c
-- ``maxlogit``: -max_c P_c
-- ``entropy``:  H(P / sum_c P_c) / log C
-- ``rba``:      -sum_c tanh(P_c)                      (Rejected by All, Nayal et al. 2023)
-- ``noobject``: sum_q sigmoid(mask_q) * softmax(class_q)[no-object]
-- ``anomaly``:  sum_q sigmoid(mask_q) * P_q(anomaly)  (EoMT-EXT anomaly head)
+- ``msp``:          1 - max_c P_c
+- ``entropy``:      H(P / sum_c P_c) / log C
+- ``rba``:          -sum_c tanh(P_c)                                  (Rejected by All, Nayal et al. 2023)
+- ``noobject``:     sum_q sigmoid(mask_q) * softmax(class_q)[no-object]
+- ``eam``:          1 - sum_q sigmoid(mask_q) * max_k softmax(class_q)_k, k over the known classes  (EAM)
+- ``anomaly``:      sum_q sigmoid(mask_q) * P_q(anomaly)              (EoMT-EXT anomaly head)
+- ``anomaly_norm``: the same divided by sum_q sigmoid(mask_q)
+- ``rba_oe``:       -sum_c tanh(P'_c), P' from a class head fine-tuned with RbA's outlier loss
+
+The query maps these read (``no_object``, ``max_class``, ``mask_mass``, ``anomaly``, ``rba_oe``) are made by the
+EoMT predictor; a method is available when the maps it needs are declared (see :class:`OutputSpec`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from roadanomaly.outputs import PixelOutputs
+from roadanomaly.outputs import LOGITS, MASK, OutputSpec, PixelOutputs
 
 
 @dataclass(frozen=True)
@@ -87,9 +94,6 @@ class _Scorer:
     def mask_msp(self) -> Tensor:
         return 1.0 - self.outputs.class_scores.float().max(dim=1).values
 
-    def mask_maxlogit(self) -> Tensor:
-        return -self.outputs.class_scores.float().max(dim=1).values
-
     def mask_entropy(self) -> Tensor:
         scores = self.outputs.class_scores.float()
         p = scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-12)
@@ -101,42 +105,80 @@ class _Scorer:
     def query_map(self, name: str) -> Tensor:
         return self.outputs.query_maps[name].float()
 
+    def eam(self) -> Tensor:
+        return 1.0 - self.query_map("max_class")
+
+    def anomaly_norm(self) -> Tensor:
+        return self.query_map("anomaly") / self.query_map("mask_mass").clamp_min(1e-6)
+
+    def rba_oe(self) -> Tensor:
+        return -torch.tanh(self.query_map("rba_oe")).sum(dim=1)
+
 
 @dataclass(frozen=True)
 class Method:
+    """A scoring method: its name, the outputs it applies to and how it is computed (higher = more anomalous)."""
+
     name: str
-    applies: Callable[[PixelOutputs], bool]
+    applies: Callable[[OutputSpec], bool]
     compute: Callable[[_Scorer], Tensor]
 
 
-def _has_logits(o: PixelOutputs) -> bool:
-    return o.logits is not None
+def _logits(spec: OutputSpec) -> bool:
+    return spec.kind == LOGITS
 
 
-def _has_class_scores(o: PixelOutputs) -> bool:
-    return o.class_scores is not None
+def _mask(spec: OutputSpec) -> bool:
+    return spec.kind == MASK
+
+
+def _maps(*names: str) -> Callable[[OutputSpec], bool]:
+    return lambda spec: spec.kind == MASK and all(n in spec.query_maps for n in names)
 
 
 METHODS: tuple[Method, ...] = (
-    Method("msp", _has_logits, _Scorer.logit_msp),
-    Method("maxlogit", _has_logits, _Scorer.logit_maxlogit),
-    Method("entropy", _has_logits, _Scorer.logit_entropy),
-    Method("energy", _has_logits, _Scorer.logit_energy),
-    Method("void", lambda o: o.logits is not None and o.void_channel is not None, _Scorer.logit_void),
-    Method("msp", _has_class_scores, _Scorer.mask_msp),
-    Method("maxlogit", _has_class_scores, _Scorer.mask_maxlogit),
-    Method("entropy", _has_class_scores, _Scorer.mask_entropy),
-    Method("rba", _has_class_scores, _Scorer.mask_rba),
-    Method("noobject", lambda o: "no_object" in o.query_maps, lambda s: s.query_map("no_object")),
-    Method("anomaly", lambda o: "anomaly" in o.query_maps, lambda s: s.query_map("anomaly")),
+    Method("msp", _logits, _Scorer.logit_msp),
+    Method("maxlogit", _logits, _Scorer.logit_maxlogit),
+    Method("entropy", _logits, _Scorer.logit_entropy),
+    Method("energy", _logits, _Scorer.logit_energy),
+    Method("void", lambda spec: spec.kind == LOGITS and spec.void_channel is not None, _Scorer.logit_void),
+    Method("msp", _mask, _Scorer.mask_msp),
+    Method("entropy", _mask, _Scorer.mask_entropy),
+    Method("rba", _mask, _Scorer.mask_rba),
+    Method("noobject", _maps("no_object"), lambda s: s.query_map("no_object")),
+    Method("eam", _maps("max_class"), _Scorer.eam),
+    Method("anomaly", _maps("anomaly"), lambda s: s.query_map("anomaly")),
+    Method("anomaly_norm", _maps("anomaly", "mask_mass"), _Scorer.anomaly_norm),
+    Method("rba_oe", _maps("rba_oe"), _Scorer.rba_oe),
 )
 
 ALL_METHOD_NAMES: tuple[str, ...] = tuple(dict.fromkeys(m.name for m in METHODS))
+TEMPERATURE_METHODS: frozenset[str] = frozenset({"msp", "entropy", "energy", "void"})
+"""Methods of a per-pixel classifier whose ranking depends on the softmax temperature (maxlogit's does not)."""
 
 
-def available_methods(outputs: PixelOutputs) -> list[str]:
-    """Names of the methods that can be computed from ``outputs``, in canonical order."""
-    return list(dict.fromkeys(m.name for m in METHODS if m.applies(outputs)))
+def uses_temperature(method: str) -> bool:
+    """Whether a per-pixel classifier's ``method`` changes with the temperature."""
+    return method in TEMPERATURE_METHODS
+
+
+def _spec_of(outputs: PixelOutputs | OutputSpec) -> OutputSpec:
+    return outputs if isinstance(outputs, OutputSpec) else outputs.spec
+
+
+def available_methods(outputs: PixelOutputs | OutputSpec) -> list[str]:
+    """Names of the methods that can be computed from ``outputs`` (or outputs declared by a spec), in order."""
+    spec = _spec_of(outputs)
+    return list(dict.fromkeys(m.name for m in METHODS if m.applies(spec)))
+
+
+def check_methods(methods: Sequence[str] | None, spec: OutputSpec) -> list[str]:
+    """The requested methods (all available ones when None), after checking each is defined for ``spec``."""
+    available = available_methods(spec)
+    unknown = [m for m in methods or () if m not in available]
+    if unknown:
+        raise ValueError(f"method {unknown[0]!r} is not defined for this model (available: {', '.join(available)})")
+    return list(dict.fromkeys(methods or available))
 
 
 def compute_scores(
@@ -144,9 +186,10 @@ def compute_scores(
 ) -> dict[str, Tensor]:
     """Return ``{method: (B, H, W) float32 score}`` for each requested method, from one set of outputs."""
     scorer = _Scorer(outputs, config)
+    spec = outputs.spec
     scores: dict[str, Tensor] = {}
     for name in methods:
-        method = next((m for m in METHODS if m.name == name and m.applies(outputs)), None)
+        method = next((m for m in METHODS if m.name == name and m.applies(spec)), None)
         if method is None:
             known = ", ".join(available_methods(outputs))
             raise ValueError(f"method {name!r} is not defined for this model's outputs (available: {known})")

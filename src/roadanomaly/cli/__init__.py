@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from roadanomaly.errors import UserError
+from roadanomaly.evaluation.interrupts import EvaluationInterrupted
 
 SUBCOMMANDS: tuple[str, ...] = ("evaluate", "train", "demo", "synth", "convert", "export", "benchmark")
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"roadanomaly: error: {error}", file=sys.stderr)
         return 2
+    except EvaluationInterrupted as stop:
+        print(f"roadanomaly: {stop}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("roadanomaly: interrupted", file=sys.stderr)
         return 130

@@ -1,36 +1,51 @@
-"""``roadanomaly convert``: rewrite an EoMT checkpoint in another layout (official, Hugging Face, ours)."""
+"""``roadanomaly convert``: rewrite an EoMT checkpoint in another layout (every writable registered layout)."""
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from roadanomaly.errors import UserError
 
-DESCRIPTION = """\
-Convert an EoMT checkpoint between layouts. The source layout is detected:
-  official     tue-mps/eomt weights: a Lightning .ckpt or a .bin/.pt/.pth state dict (network.encoder.backbone.*)
-  hf           a Hugging Face EomtForUniversalSegmentation folder (config.json + model.safetensors)
-  roadanomaly  our folder (config.json + model.safetensors)
-  dinov2       DINOv2 backbone weights (timm or facebookresearch names): a fresh EoMT is built on them, the
-               14x14 patch kernel resized to 16x16 (FlexiViT pseudo-inverse) and the position grid bicubically;
-               queries and heads are randomly initialised (see --num-classes, --num-queries, --img-size)
-DST is a file ending .ckpt/.bin/.pt/.pth for --to official, a folder otherwise. Every weight must fit: any
-missing, unexpected or mis-shaped key is an error."""
+WIDTH = 116  # of the description's lines
+INDENT = 15
+
+
+def describe_layouts() -> str:
+    """``convert --help``'s text: every registered layout, and what DST is for each writable one."""
+    from roadanomaly.models.eomt_layouts import REGISTRY
+
+    lines = ["Convert an EoMT checkpoint between layouts. The source layout is detected:"]
+    for name, layout in REGISTRY.items():
+        first = f"  {name:<{INDENT - 3}} "
+        lines.append(textwrap.fill(layout.description, WIDTH, initial_indent=first, subsequent_indent=" " * INDENT))
+    files = [
+        f"a file ending {'/'.join(layout.file_suffixes)} for --to {name}"
+        for name, layout in REGISTRY.items()
+        if layout.writable and layout.file_suffixes
+    ]
+    ending = f"DST is {', '.join(files)}, a folder otherwise." if files else "DST is a folder."
+    ending += " Every weight must fit: any missing, unexpected or mis-shaped key is an error."
+    lines.append(textwrap.fill(ending, WIDTH))
+    return "\n".join(lines)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from roadanomaly.models.eomt_layouts import REGISTRY, writable_layout_names
+
+    writable = writable_layout_names()
+    files = ", ".join(name for name in writable if REGISTRY[name].file_suffixes)
+    folders = ", ".join(name for name in writable if not REGISTRY[name].file_suffixes)
     parser = subparsers.add_parser(
         "convert",
-        help="convert an EoMT checkpoint between the official, Hugging Face and roadanomaly layouts",
-        description=DESCRIPTION,
+        help=f"convert an EoMT checkpoint between layouts ({', '.join(writable)})",
+        description=describe_layouts(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("src", metavar="SRC", type=Path, help="checkpoint file or folder to read")
-    parser.add_argument("dst", metavar="DST", type=Path, help="file (official) or folder (hf, roadanomaly) to write")
-    parser.add_argument(
-        "--to", required=True, choices=("official", "hf", "roadanomaly"), help="layout to write (required)"
-    )
+    parser.add_argument("dst", metavar="DST", type=Path, help=f"file ({files}) or folder ({folders}) to write")
+    parser.add_argument("--to", required=True, choices=writable, help="layout to write (required)")
     parser.add_argument(
         "--img-size", type=int, nargs="+", metavar="N",
         help="reference input size H [W] when the position table is not square (or, for DINOv2, the target size;"

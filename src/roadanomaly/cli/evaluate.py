@@ -1,63 +1,66 @@
-"""``roadanomaly evaluate``: anomaly metrics of a model on benchmark bundles (and optionally Cityscapes mIoU)."""
+"""``roadanomaly evaluate``: anomaly metrics of a model on benchmark datasets (and optionally Cityscapes mIoU)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-import torch
-
+from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options
 from roadanomaly.data.bundle import discover_bundles
 from roadanomaly.data.cityscapes import CityscapesDataset
 from roadanomaly.errors import UserError
-from roadanomaly.evaluate import AnomalyResult, evaluate_bundle, evaluate_segmentation
+from roadanomaly.evaluation import (
+    DEFAULT_SAVE_EVERY,
+    DEFAULT_WORKERS,
+    EvaluationEngine,
+    init_from_environment,
+)
 from roadanomaly.inference import load_predictor
 from roadanomaly.protocol import EvalProtocol, parse_size
-from roadanomaly.report import format_table, results_document, write_json
+from roadanomaly.report import format_table
 from roadanomaly.scoring import ALL_METHOD_NAMES, ScoringConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate pixel anomaly scores (AuPRC, FPR95, AUROC) on benchmark bundles",
+        help="evaluate pixel anomaly scores (AuPRC, FPR95, AUROC) on benchmark datasets",
         description=(
-            "Run a model once per image of each benchmark under --data (<root>/<Name>/images + labels_masks), compute "
-            "every requested pixel score from that single forward pass, and report AuPRC, FPR at 95% TPR and AUROC "
-            "pooled over all valid pixels of each dataset (label 255 ignored)."
+            "Run a model once per image of each benchmark under --data, compute every requested pixel score from "
+            "that single forward pass, and report AuPRC, FPR at 95%% TPR and AUROC pooled over all valid pixels of "
+            "each dataset (label 255 ignored). Progress is saved as it goes: an interrupted run (Ctrl-C, SIGTERM, a "
+            "bad file) continues with --resume. Under torchrun every dataset is shared among the processes."
         ),
     )
-    parser.add_argument("--model", default="erfnet", help="model kind (default: erfnet; see the registry)")
-    parser.add_argument("--weights", required=True, type=Path, help="checkpoint file (or, for EoMT, an HF folder)")
-    parser.add_argument("--data", type=Path, help="root of the benchmark bundle (<root>/<Name>/images, labels_masks)")
+    add_model_arguments(parser)
+    parser.add_argument("--data", type=Path, help="root of the benchmark datasets (<root>/<Name>/images, labels_masks)")
     parser.add_argument("--datasets", help="comma-separated dataset names (default: every folder under --data)")
     parser.add_argument(
         "--methods", help=f"comma-separated scores (default: all the model supports; known: {', '.join(ALL_METHOD_NAMES)})"
     )
     parser.add_argument(
-        "--size",
-        default="native",
-        type=_size,
+        "--size", default="native", type=_size,
         help="evaluation resolution: 'native' (default; scores at the label's size), HxW such as 512x1024, "
         "or a shorter side such as 512",
     )
     parser.add_argument("--skip-no-anomaly", action="store_true", help="skip images without any anomaly pixel")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature T (default 1)")
+    parser.add_argument("--temperatures", type=_floats, metavar="T1,T2,...",
+                        help="sweep these temperatures from the same forward pass (one row per method and T)")
     parser.add_argument(
-        "--include-void", action="store_true", help="keep ERFNet's void channel among the classes for msp/entropy/energy"
+        "--include-void", action="store_true", help="keep a void channel among the classes for msp/entropy/energy"
     )
     parser.add_argument("--metric-mode", choices=("binned", "exact"), default="binned",
                         help="binned: constant memory, streaming (default); exact: sort-based, for small data")
     parser.add_argument("--cityscapes", type=Path, help="also report mIoU on this Cityscapes-layout root")
     parser.add_argument("--split", default="val", help="Cityscapes split for --cityscapes (default: val)")
-    parser.add_argument("--output", type=Path, default=Path("results.json"), help="JSON results file (default: results.json)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--crop-size", type=int, help="EoMT: window size (default: the model's input size)")
-    parser.add_argument("--autocast", choices=("bf16", "fp16"), help="EoMT on CUDA: mixed-precision inference")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="allow checkpoints that hold more than tensors (full unpickling: trusted files only)")
-    parser.add_argument("--workers", type=int, default=1, help="data loading processes (default 1; 0 = inline)")
+    parser.add_argument("--output", type=Path, default=Path("results.json"),
+                        help="JSON results file (default: results.json); progress goes beside it")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its progress file")
+    parser.add_argument("--save-every", type=int, default=DEFAULT_SAVE_EVERY, metavar="N",
+                        help=f"write the progress file every N images (default {DEFAULT_SAVE_EVERY})")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"data loading processes (default {DEFAULT_WORKERS}; 0 = inline)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -70,51 +73,48 @@ def _size(text: str) -> str:
     return text
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one temperature")
+    return values
+
+
 def _split(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
+def progress_file_for(output: Path, rank: int, world: int) -> Path:
+    """Where a run writing ``output`` keeps its progress (one file per process under torchrun)."""
+    suffix = ".progress.pt" if world == 1 else f".progress.rank{rank}-of-{world}.pt"
+    return output.with_name(output.name + suffix)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.data is None and args.cityscapes is None:
-        raise UserError(None, "nothing to evaluate: give --data (benchmark bundles) and/or --cityscapes")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(None, f"--device {args.device} asked for, but no CUDA device is available")
+        raise UserError(None, "nothing to evaluate: give --data (benchmark datasets) and/or --cityscapes")
+    check_device(args.device)
+    ranks = init_from_environment(args.device)
+    device = f"cuda:{ranks.local_rank}" if args.device == "cuda" and ranks.world > 1 else args.device
     protocol = EvalProtocol(args.size, args.skip_no_anomaly, ScoringConfig(args.temperature, args.include_void))
-    bundles = discover_bundles(args.data, _split(args.datasets)) if args.data is not None else []
-    options = {"trust_pickle": args.trust_pickle}
-    if args.model == "eomt":
-        options.update(crop_size=args.crop_size, autocast=args.autocast)
-    elif args.crop_size is not None or args.autocast is not None:
-        raise UserError(None, "--crop-size and --autocast apply to --model eomt only")
-    predictor = load_predictor(args.model, args.weights, device=args.device, **options)
-    results: list[AnomalyResult] = []
-    extra: dict = {}
-
-    def save() -> None:
-        write_json(args.output, results_document(protocol.to_dict(), predictor.info, results, **extra))
-
-    try:
-        for bundle in bundles:
-            results += evaluate_bundle(
-                predictor, bundle, _split(args.methods), protocol, args.metric_mode, args.workers, not args.quiet
-            )
-            save()
-        if args.cityscapes is not None:
-            dataset = CityscapesDataset(args.cityscapes, args.split)
-            extra["segmentation"] = {
-                "dataset": str(args.cityscapes),
-                "split": args.split,
-                **evaluate_segmentation(predictor, dataset, protocol, args.workers, not args.quiet),
-            }
-            save()
-    except UserError:
-        if results or extra:
-            save()
-            print(f"roadanomaly: partial results kept in {args.output}", file=sys.stderr)
-        raise
-    if results:
-        print(format_table(results))
-    if "segmentation" in extra:
-        print(f"mIoU ({args.split}): {100 * extra['segmentation']['miou']:.2f} %")
+    datasets = discover_bundles(args.data, _split(args.datasets)) if args.data is not None else []
+    segmentation = CityscapesDataset(args.cityscapes, args.split) if args.cityscapes is not None else None
+    predictor = load_predictor(args.model, args.weights, device=device, **model_options(args))
+    engine = EvaluationEngine(
+        predictor, protocol, _split(args.methods), temperatures=args.temperatures, metric_mode=args.metric_mode,
+        workers=args.workers, progress_bars=not args.quiet, output=args.output,
+        progress_file=progress_file_for(args.output, ranks.rank, ranks.world), save_every=args.save_every,
+        resume=args.resume, ranks=ranks,
+    )
+    document = engine.run(datasets, segmentation)
+    if not ranks.is_main:
+        return 0
+    if document.results:
+        print(format_table(document.results))
+    if document.segmentation is not None:
+        print(f"mIoU ({args.split}): {100 * document.segmentation['miou']:.2f} %")
     print(f"results written to {args.output}")
     return 0

@@ -13,8 +13,8 @@ import numpy as np
 
 from roadanomaly.data.io import IMAGE_EXTENSIONS, read_image, read_label
 from roadanomaly.errors import UserError
+from roadanomaly.labels import ANOMALY, INLIER, VOID
 
-ANOMALY, INLIER, VOID = 1, 0, 255
 STANDARD_VALUES: dict[int, int] = {0: INLIER, 1: ANOMALY, 255: VOID}
 
 

@@ -30,6 +30,7 @@ class CityscapesDataset:
 
     def __init__(self, root: str | Path, split: str = "val") -> None:
         self.root = Path(root)
+        self.split = split
         images_dir = self.root / "leftImg8bit" / split
         labels_dir = self.root / "gtFine" / split
         for needed in (images_dir, labels_dir):

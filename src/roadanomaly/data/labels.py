@@ -6,7 +6,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from roadanomaly.labels import VOID
+
+IGNORE_INDEX = VOID
 NUM_CLASSES = 19
 
 

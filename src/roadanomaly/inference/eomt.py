@@ -6,7 +6,10 @@ crops go through the model in batches, and per window
 
     P_c(x)           = sum_q softmax(class_q)[c] * sigmoid(mask_q(x))      (no-object column dropped after softmax)
     no_object(x)     = sum_q softmax(class_q)[no-object] * sigmoid(mask_q(x))
-    <head name>(x)   = sum_q weight_q * sigmoid(mask_q(x))                 (weight_q from a query head)
+    max_class(x)     = sum_q max_k softmax(class_q)[k] * sigmoid(mask_q(x))  (k over the known classes)
+    mask_mass(x)     = sum_q sigmoid(mask_q(x))
+    <head name>(x)   = sum_q weight_q * sigmoid(mask_q(x))                 (weight_q from a query head: a number
+                                                                           (B, Q) or a vector (B, Q, K) per query)
 
 with mask logits bilinearly upsampled to the crop first. Windows are averaged where they overlap and the result is
 resized to the input size. Everything comes from one forward pass per window.
@@ -25,10 +28,12 @@ from torch import Tensor, nn
 
 from roadanomaly.errors import UserError
 from roadanomaly.models.eomt import EoMT
-from roadanomaly.outputs import PixelOutputs
+from roadanomaly.outputs import MASK, OutputSpec, PixelOutputs
 
 QueryHead = Callable[[Tensor, Tensor], Tensor]
-"""(query embeddings (B, Q, D), class logits (B, Q, C + 1)) -> per-query weights (B, Q)."""
+"""(query embeddings (B, Q, D), class logits (B, Q, C + 1)) -> per-query weights (B, Q) or (B, Q, K)."""
+
+BUILTIN_MAPS: tuple[str, ...] = ("no_object", "max_class", "mask_mass")
 
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -63,13 +68,21 @@ def per_pixel_maps(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Class scores (B, C, H, W) and query maps {name: (B, H, W)} at ``size`` from one window's predictions.
 
-    ``extra`` maps a name to per-query weights (B, Q); ``no_object`` is always included.
+    ``extra`` maps a name to per-query weights (B, Q) or vectors (B, Q, K); the built-in maps are always included.
     """
     masks = F.interpolate(mask_logits.float(), size=size, mode="bilinear", align_corners=False).sigmoid()
     probs = class_logits.float().softmax(dim=-1)
     class_scores = torch.einsum("bqhw,bqc->bchw", masks, probs[..., :-1])
-    weights = {"no_object": probs[..., -1], **(extra or {})}
-    maps = {name: torch.einsum("bqhw,bq->bhw", masks, w.float()) for name, w in weights.items()}
+    weights = {
+        "no_object": probs[..., -1],
+        "max_class": probs[..., :-1].max(dim=-1).values,
+        "mask_mass": torch.ones_like(probs[..., -1]),
+        **(extra or {}),
+    }
+    maps = {
+        name: torch.einsum("bqhw,bqk->bkhw" if w.dim() == 3 else "bqhw,bq->bhw", masks, w.float())
+        for name, w in weights.items()
+    }
     return class_scores, maps
 
 
@@ -97,8 +110,8 @@ class EoMTPredictor:
         self.autocast = None if autocast in (None, "fp32") else autocast
         self.query_heads = dict(query_heads or {})
         for name, head in self.query_heads.items():
-            if name == "no_object":
-                raise ValueError("the query map 'no_object' is built in; give the head another name")
+            if name in BUILTIN_MAPS:
+                raise ValueError(f"the query map {name!r} is built in; give the head another name")
             if isinstance(head, nn.Module):
                 head.to(self.device).eval()
         self.window_batch = max(1, window_batch)
@@ -110,6 +123,11 @@ class EoMTPredictor:
             "crop": [self.crop, self.crop],
             **(info or {}),
         }
+
+    @property
+    def spec(self) -> OutputSpec:
+        """Declared outputs: mask-classification class scores and the built-in and head query maps."""
+        return OutputSpec(MASK, query_maps=(*BUILTIN_MAPS, *self.query_heads))
 
     def _autocast(self):
         if self.autocast is None:
@@ -136,7 +154,7 @@ class EoMTPredictor:
         boxes = windows(scaled, self.crop)
         b = x.shape[0]
         class_sum = torch.zeros(b, self.model.config.num_classes, *scaled, device=self.device)
-        map_sums = {n: torch.zeros(b, *scaled, device=self.device) for n in ["no_object", *self.query_heads]}
+        map_sums: dict[str, Tensor] = {}
         count = torch.zeros(1, *scaled, device=self.device)
         # all windows of all images, batched (window-major so one box serves a whole batch slice)
         jobs = [(box, i) for box in boxes for i in range(b)]
@@ -151,7 +169,9 @@ class EoMTPredictor:
                 )  # fmt: skip
                 class_sum[i, :, t:bt, l:r] += scores[0]
                 for name, m in maps.items():
-                    map_sums[name][i, t:bt, l:r] += m[0]
+                    if name not in map_sums:
+                        map_sums[name] = torch.zeros(b, *m.shape[1:-2], *scaled, device=self.device)
+                    map_sums[name][i, ..., t:bt, l:r] += m[0]
         for t, l, bt, r in boxes:
             count[:, t:bt, l:r] += 1
         outputs = PixelOutputs(

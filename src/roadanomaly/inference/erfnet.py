@@ -11,7 +11,7 @@ from torch import Tensor
 
 from roadanomaly.models.erfnet import ERFNet
 from roadanomaly.models.erfnet_checkpoints import load_erfnet
-from roadanomaly.outputs import PixelOutputs
+from roadanomaly.outputs import LOGITS, OutputSpec, PixelOutputs
 
 
 class ERFNetPredictor:
@@ -21,6 +21,11 @@ class ERFNetPredictor:
         self.model = model.to(device).eval()
         self.device = device
         self.info = {"name": "erfnet", "classes": model.num_classes, **(info or {})}
+
+    @property
+    def spec(self) -> OutputSpec:
+        """Declared outputs: class logits, with the void channel if the model has one."""
+        return OutputSpec(LOGITS, self.model.void_channel)
 
     @torch.inference_mode()
     def __call__(self, images: Tensor) -> PixelOutputs:

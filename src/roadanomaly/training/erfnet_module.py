@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from roadanomaly.data.labels import IGNORE_INDEX, NUM_CLASSES
-from roadanomaly.evaluate import semantic_prediction
+from roadanomaly.evaluation import semantic_prediction
 from roadanomaly.metrics import ConfusionMatrix
 from roadanomaly.models.erfnet import ERFNet
 from roadanomaly.outputs import PixelOutputs
