@@ -1,7 +1,7 @@
 """ERFNet training throughput on CPU: roadanomaly's Lightning module against a plain PyTorch loop, same model.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_training.py [--height 256 --width 512] [--batch 2]
-        [--rounds 4] [--steps 6] [--threads N]
+        [--steps 20] [--warmup 2] [--threads N]
 
 Both sides train an ERFNet (20 classes) on the same in-memory batches (random images, random labels with void
 255) through the same DataLoader settings, with Adam (lr 5e-4, weight decay 1e-4), a poly learning-rate schedule
@@ -9,11 +9,12 @@ stepped every batch and cross-entropy ignoring 255:
   lightning  ``ERFNetModule`` (stage full) fitted by a ``lightning.Trainer`` on CPU with a CSV logger, logging
              every 5 steps as ``roadanomaly train`` does (no validation, no checkpoint, no progress bar)
   plain      a hand-written loop: zero_grad, forward, loss, backward, optimizer and scheduler step
-They alternate in rounds (lightning ``--steps`` steps, plain ``--steps`` steps, lightning, ...), so that the load
-of a shared machine hits both alike. A step's time is the interval between the starts of consecutive batches (all
-per-step overhead included; the Trainer's one-off set-up and tear-down are not); each round's first step is
-dropped as warm-up, and no epoch ends inside a round. steps/s = 1 / median step time; the Lightning overhead is
-plain steps/s / lightning steps/s - 1.
+They alternate step by step (lightning, plain, lightning, ...), so that the load of a shared machine hits both
+alike: the plain loop's step runs inside the Trainer's ``on_train_batch_end`` hook and is timed by itself; a
+Lightning step's time is the interval between the starts of consecutive Lightning batches (all per-step overhead
+included: hooks, logging, the scheduler step; the Trainer's one-off set-up is not) less the plain step run inside
+it. The first ``--warmup`` steps of each side are dropped, and no epoch ends during the run. steps/s = 1 / median
+step time; the Lightning overhead is plain steps/s / lightning steps/s - 1.
 """
 
 from __future__ import annotations
@@ -37,21 +38,6 @@ from roadanomaly.training.erfnet_module import ERFNetModule
 MAX_OVERHEAD = 0.10
 
 
-class StepClock(L.Callback):
-    """Start time of every training batch."""
-
-    def __init__(self) -> None:
-        self.stamps: list[float] = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.stamps.append(time.perf_counter())
-
-
-def step_times(stamps: list[float]) -> list[float]:
-    """Intervals between consecutive stamps, the first (warm-up) dropped."""
-    return [b - a for a, b in zip(stamps, stamps[1:])][1:]
-
-
 def data(n: int, height: int, width: int, seed: int = 0) -> TensorDataset:
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(n, 3, height, width, generator=g)
@@ -64,47 +50,45 @@ def poly(total: int, power: float = 0.9):
     return lambda step: max(0.0, 1.0 - step / total) ** power
 
 
-def lightning_round(module: ERFNetModule, loader: DataLoader, steps: int, log_dir: str) -> list[float]:
-    clock = StepClock()
-    trainer = L.Trainer(
-        max_steps=steps + 2,
-        accelerator="cpu",
-        devices=1,
-        logger=L.pytorch.loggers.CSVLogger(log_dir, name="bench"),
-        callbacks=[clock],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=5,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    trainer.fit(module, loader)
-    return step_times(clock.stamps)
-
-
 class PlainLoop:
-    """The same training as the Lightning module, written out."""
+    """The same training as the Lightning module, written out; ``step()`` runs one batch and returns its time."""
 
-    def __init__(self, total_steps: int, seed: int = 0) -> None:
+    def __init__(self, loader: DataLoader, total_steps: int, seed: int = 0) -> None:
         torch.manual_seed(seed)
         self.model = ERFNet(20).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=5e-4, betas=(0.9, 0.999), eps=1e-8,
                                           weight_decay=1e-4)  # fmt: skip
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, poly(total_steps))
+        self.batches = iter(loader)
 
-    def round(self, loader: DataLoader, steps: int) -> list[float]:
-        stamps = []
-        batches = iter(loader)
-        for _ in range(steps + 2):
-            stamps.append(time.perf_counter())
-            images, labels = next(batches)
-            self.optimizer.zero_grad()
-            loss = F.cross_entropy(self.model(images), labels, ignore_index=255)
-            loss.backward()
-            self.optimizer.step()
-            self.schedule.step()
-        return step_times(stamps)
+    def step(self) -> float:
+        start = time.perf_counter()
+        images, labels = next(self.batches)
+        self.optimizer.zero_grad()
+        loss = F.cross_entropy(self.model(images), labels, ignore_index=255)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        return time.perf_counter() - start
+
+
+class Alternate(L.Callback):
+    """Stamps every Lightning batch start and runs one plain step after every Lightning step."""
+
+    def __init__(self, plain: PlainLoop) -> None:
+        self.plain = plain
+        self.starts: list[float] = []
+        self.plain_times: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.starts.append(time.perf_counter())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.plain_times.append(self.plain.step())
+
+    def lightning_times(self) -> list[float]:
+        """Each complete Lightning step: the interval between batch starts less the plain step inside it."""
+        return [b - a - p for a, b, p in zip(self.starts, self.starts[1:], self.plain_times)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=4, help="rounds per side (default 4)")
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per round (default 6, plus 1 warm-up)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per side (default 20)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side first (default 2)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -121,22 +105,36 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 
-    per_round = args.steps + 2  # batch starts stamped per round: warm-up, timed steps, and the end of the last
-    dataset = data((per_round + 1) * args.batch, args.height, args.width)  # no epoch ends inside a round
-    loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=0)
-    total = args.rounds * per_round
+    runs = args.warmup + args.steps + 1  # the last Lightning step only closes the previous interval
+    dataset = data(runs * args.batch, args.height, args.width)  # one epoch covers the run: no epoch end inside
+    lightning_loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=0)
+    plain_loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=0)
     L.seed_everything(0, verbose=False)
     module = ERFNetModule(num_classes=20, stage="full")
-    plain = PlainLoop(total)
+    alternate = Alternate(PlainLoop(plain_loader, runs))
     host = machine("cpu")
     print(f"ERFNet training step, batch {args.batch}x3x{args.height}x{args.width}, CPU; {host.describe()}")
-    print(f"{args.rounds} rounds per side, alternating, {args.steps} timed steps per round after 1 warm-up step",
+    print(f"{args.steps} timed steps per side, alternating step by step, after {args.warmup} warm-up steps each",
           flush=True)  # fmt: skip
-    times: dict[str, list[float]] = {"lightning": [], "plain": []}
     with tempfile.TemporaryDirectory(prefix="bench-training-") as log_dir:
-        for _ in range(args.rounds):
-            times["lightning"] += lightning_round(module, loader, args.steps, log_dir)
-            times["plain"] += plain.round(loader, args.steps)
+        trainer = L.Trainer(
+            max_steps=runs,
+            accelerator="cpu",
+            devices=1,
+            logger=L.pytorch.loggers.CSVLogger(log_dir, name="bench"),
+            callbacks=[alternate],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=5,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
+        trainer.fit(module, lightning_loader)
+    times = {
+        "lightning": alternate.lightning_times()[args.warmup :],
+        "plain": alternate.plain_times[args.warmup : args.warmup + args.steps],
+    }
     rates = {name: 1 / statistics.median(t) for name, t in times.items()}
     print(f"{'loop':<10} {'steps/s':>8} {'median s':>9} {'p90 s':>7} {'images/s':>9} {'steps':>6}")
     for name, t in times.items():
