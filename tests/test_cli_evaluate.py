@@ -214,3 +214,17 @@ def test_cityscapes_miou_matches_an_independent_confusion_matrix(tmp_path, model
     union = matrix.sum(0) + matrix.sum(1) - np.diag(matrix)
     iou = np.diag(matrix)[union > 0] / union[union > 0]
     assert reported["miou"] == pytest.approx(iou.mean(), abs=1e-9)
+
+
+def test_report_option_writes_a_page_with_the_json_numbers(tmp_path):
+    bundle = make_bundle(tmp_path / "bundle", size=(32, 48), images=2)
+    make_erfnet_checkpoint(tmp_path / "w.pth")
+    out, report = tmp_path / "r.json", tmp_path / "report"
+    assert main(["evaluate", "--weights", str(tmp_path / "w.pth"), "--data", str(bundle), "--datasets",
+                 "RoadAnomaly21", "--methods", "msp,energy", "--output", str(out), "--report", str(report),
+                 "--quiet", "--workers", "0"]) == 0
+    page = (report / "index.html").read_text()
+    for row in json.loads(out.read_text())["results"]:
+        assert f"{100 * row['auprc']:.2f}" in page and f"{100 * row['fpr95']:.2f}" in page
+    overlays = json.loads(out.read_text())["overlays"]["items"]
+    assert overlays and all((report / item["path"]).is_file() for item in overlays)

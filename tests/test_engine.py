@@ -164,7 +164,8 @@ def test_two_gloo_processes_equal_one(tree, reference, tmp_path):
 
 
 def test_temperature_sweep_rows_equal_single_temperature_runs(tree, tmp_path):
-    common = ["evaluate", "--weights", str(tree / "w.pth"), "--data", str(tree / "bundle"), "--datasets",
+    small = make_bundle(tmp_path / "small", size=(32, 48), images=3)
+    common = ["evaluate", "--weights", str(tree / "w.pth"), "--data", str(small), "--datasets",
               "RoadAnomaly21", "--methods", "msp,maxlogit", "--quiet", "--workers", "0", "--metric-mode", "exact"]
     from roadanomaly.cli import main
 

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from roadanomaly.metrics.anomaly import MODES, AnomalyMetric
+from roadanomaly.labels import VOID
 from roadanomaly.metrics.components import TRACK_SIZES, ComponentMetric
 from roadanomaly.metrics.smiyc import NUM_BINS, SmiycPixelMetric
 from roadanomaly.scoring import ScoringConfig
@@ -131,7 +132,7 @@ class EvalProtocol:
             "skip_images_without_anomaly": self.skip_no_anomaly,
             "temperature": self.scoring.temperature,
             "include_void_in_softmax": self.scoring.include_void,
-            "void_label": 255,
+            "void_label": VOID,
             "pixels": pixels,
             "pixel_metric": self.pixel_metric,
             "scores_dtype": "float16" if self.score_dtype == torch.float16 else "as computed",

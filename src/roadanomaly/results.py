@@ -91,6 +91,12 @@ class ResultsDocument:
         """Read a document written by :meth:`to_dict`; a malformed one is a UserError naming ``source``."""
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise UserError(source, "not a roadanomaly results document (no 'results' list)")
+        for name in ("protocol", "model"):
+            if not isinstance(data.get(name) or {}, dict):
+                raise UserError(source, f"'{name}' is not an object")
+        bad = next((i for i, r in enumerate(data["results"]) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise UserError(source, f"result row {bad} is not an object")
         try:
             rows = [AnomalyResult.from_dict(r) for r in data["results"]]
         except TypeError as error:

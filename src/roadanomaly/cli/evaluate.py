@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options
-from roadanomaly.data.bundle import discover_bundles
 from roadanomaly.data.cityscapes import CityscapesDataset
+from roadanomaly.data.layouts import discover_datasets
 from roadanomaly.errors import UserError
 from roadanomaly.evaluation import (
     DEFAULT_SAVE_EVERY,
@@ -16,8 +16,9 @@ from roadanomaly.evaluation import (
     init_from_environment,
 )
 from roadanomaly.inference import load_predictor
-from roadanomaly.protocol import EvalProtocol, parse_size
-from roadanomaly.report import format_table
+from roadanomaly.protocol import PROTOCOL_PRESETS, EvalProtocol, parse_size
+from roadanomaly.report import format_table, write_report
+from roadanomaly.report.overlays import ExtremesRecorder
 from roadanomaly.scoring import ALL_METHOD_NAMES, ScoringConfig
 
 
@@ -38,13 +39,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--methods", help=f"comma-separated scores (default: all the model supports; known: {', '.join(ALL_METHOD_NAMES)})"
     )
+    parser.add_argument("--protocol", default="native", choices=list(PROTOCOL_PRESETS),
+                        help="evaluation protocol preset (default: native); --size and the options below override "
+                        "its fields, and the JSON records the result")
     parser.add_argument(
-        "--size", default="native", type=_size,
-        help="evaluation resolution: 'native' (default; scores at the label's size), HxW such as 512x1024, "
-        "or a shorter side such as 512",
+        "--size", type=_size,
+        help="evaluation resolution: 'native' (scores at the label's size), HxW such as 512x1024, "
+        "or a shorter side such as 512 (default: the protocol's)",
     )
     parser.add_argument("--skip-no-anomaly", action="store_true", help="skip images without any anomaly pixel")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature T (default 1)")
+    parser.add_argument("--temperature", type=float, help="softmax temperature T (default: the protocol's, 1)")
     parser.add_argument("--temperatures", type=_floats, metavar="T1,T2,...",
                         help="sweep these temperatures from the same forward pass (one row per method and T)")
     parser.add_argument(
@@ -61,6 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help=f"write the progress file every N images (default {DEFAULT_SAVE_EVERY})")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"data loading processes (default {DEFAULT_WORKERS}; 0 = inline)")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="also write an HTML report into DIR: index.html with the table, PR/ROC curves, score "
+                        "histograms and overlays of each method's best and worst images")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -87,6 +94,22 @@ def _split(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
+def protocol_from_args(args: argparse.Namespace) -> EvalProtocol:
+    """The chosen preset with the options given on the command line replacing its fields."""
+    preset = PROTOCOL_PRESETS[args.protocol]
+    overrides: dict = {}
+    if args.size is not None:
+        overrides["size"] = args.size
+    if args.skip_no_anomaly:
+        overrides["skip_no_anomaly"] = True
+    if args.temperature is not None or args.include_void:
+        overrides["scoring"] = ScoringConfig(
+            preset.scoring.temperature if args.temperature is None else args.temperature,
+            preset.scoring.include_void or args.include_void,
+        )
+    return EvalProtocol.preset(args.protocol, **overrides)
+
+
 def progress_file_for(output: Path, rank: int, world: int) -> Path:
     """Where a run writing ``output`` keeps its progress (one file per process under torchrun)."""
     suffix = ".progress.pt" if world == 1 else f".progress.rank{rank}-of-{world}.pt"
@@ -99,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     ranks = init_from_environment(args.device)
     device = f"cuda:{ranks.local_rank}" if args.device == "cuda" and ranks.world > 1 else args.device
-    protocol = EvalProtocol(args.size, args.skip_no_anomaly, ScoringConfig(args.temperature, args.include_void))
-    datasets = discover_bundles(args.data, _split(args.datasets)) if args.data is not None else []
+    protocol = protocol_from_args(args)
+    datasets = discover_datasets(args.data, _split(args.datasets)) if args.data is not None else []
     segmentation = CityscapesDataset(args.cityscapes, args.split) if args.cityscapes is not None else None
     predictor = load_predictor(args.model, args.weights, device=device, **model_options(args))
     engine = EvaluationEngine(
@@ -108,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, progress_bars=not args.quiet, output=args.output,
         progress_file=progress_file_for(args.output, ranks.rank, ranks.world), save_every=args.save_every,
         resume=args.resume, ranks=ranks,
+        observers=[ExtremesRecorder(args.report)] if args.report is not None and ranks.is_main else [],
     )
     document = engine.run(datasets, segmentation)
     if not ranks.is_main:
@@ -117,4 +141,6 @@ def run(args: argparse.Namespace) -> int:
     if document.segmentation is not None:
         print(f"mIoU ({args.split}): {100 * document.segmentation['miou']:.2f} %")
     print(f"results written to {args.output}")
+    if args.report is not None:
+        print(f"report written to {write_report(document, args.report)}")
     return 0

@@ -27,11 +27,12 @@ from roadanomaly.evaluation.distributed import Ranks
 from roadanomaly.evaluation.interrupts import EvaluationInterrupted, InterruptFlag
 from roadanomaly.evaluation.loading import prepared_samples
 from roadanomaly.evaluation.progress import Progress, TaskProgress, describe_difference
+from roadanomaly.inference.pixel_model import NonFiniteOutputError
 from roadanomaly.labels import ANOMALY, VOID
-from roadanomaly.metrics import AnomalyMetric, ConfusionMatrix
+from roadanomaly.metrics import ConfusionMatrix
 from roadanomaly.outputs import LOGITS, OutputSpec, PixelOutputs
 from roadanomaly.protocol import EvalProtocol
-from roadanomaly.results import AnomalyResult, ResultsDocument, write_json
+from roadanomaly.results import COMPONENT_METRICS, AnomalyResult, ResultsDocument, write_json
 from roadanomaly.scoring import ScoringConfig, check_methods, compute_scores, uses_temperature
 
 DEFAULT_WORKERS = 1
@@ -125,8 +126,9 @@ class EvaluationEngine:
                 variants.append(Variant(method))
         return variants
 
-    def _new_metrics(self) -> dict[str, AnomalyMetric]:
-        return {v.key: AnomalyMetric(mode=self.metric_mode) for v in self.variants}
+    def _new_metrics(self) -> dict[str, dict[str, Any]]:
+        """Per variant, the protocol's metrics: ``{"pixel": ..., "components": ...}`` (components when enabled)."""
+        return {v.key: self.protocol.new_metrics(self.metric_mode) for v in self.variants}
 
     def fingerprint(self, datasets: Sequence, segmentation: Sequence | None) -> dict[str, Any]:
         """What must not change between an interrupted run and its ``--resume``."""
@@ -227,16 +229,22 @@ class EvaluationEngine:
         task = self._task(progress, name)
         metrics = self._new_metrics()
         for key, state in task.states.items():
-            metrics[key].load_state_dict(state)
-        task.states = metrics  # live: the progress file reads their state_dict() when written
+            variant, part = key.rsplit("/", 1)
+            metrics[variant][part].load_state_dict(state)
+        # live: the progress file reads their state_dict() when written. Component metrics that wait for the
+        # dataset's best-F1 threshold cannot be saved half-way: such a dataset restarts when resumed.
+        streaming = not any("components" in group for group in metrics.values())
+        task.states = {f"{v}/{part}": m for v, group in metrics.items() for part, m in group.items()} \
+            if streaming else {}
 
         def handle(image: torch.Tensor, label: torch.Tensor, path: str) -> bool:
             if self.protocol.skip_no_anomaly and not bool((label == ANOMALY).any()):
                 return False
-            outputs = self._forward(image, label)
+            outputs = self._forward(image, label, path)
             scores = self._scores(outputs, path)
-            for key, metric in metrics.items():
-                metric.update(scores[key], label)
+            for key, group in metrics.items():
+                for metric in group.values():
+                    metric.update(scores[key], label)
             for observer in self.observers:
                 observer.on_image(name, path, image, label, scores)
             return True
@@ -248,10 +256,13 @@ class EvaluationEngine:
                             "no image left to evaluate (all skipped: none has an anomaly pixel)")
         finished: dict[str, Any] = {"results": [], "curves": [], "histograms": []}
         for variant in self.variants:
-            metric = _synced(metrics[variant.key], self.ranks)
-            finished["results"].append(_row(name, variant, metric, images).to_dict())
-            finished["curves"] += _curves(name, variant, metric)
-            finished["histograms"] += _histograms(name, variant, metric)
+            group = metrics[variant.key]
+            if self.ranks.world > 1:  # the rank's own states are not needed any more: sum them in place
+                for metric in group.values():  # pixel first: the components read its best-F1 threshold
+                    metric.sync()
+            finished["results"].append(_row(name, variant, group, images).to_dict())
+            finished["curves"] += _curves(name, variant, group["pixel"])
+            finished["histograms"] += _histograms(name, variant, group["pixel"])
         for observer in self.observers:
             observer.on_dataset_end(name)
         progress.finished[name] = finished
@@ -267,7 +278,7 @@ class EvaluationEngine:
         task.states = {"confusion": matrix}
 
         def handle(image: torch.Tensor, label: torch.Tensor, path: str) -> bool:
-            matrix.update(semantic_prediction(self._forward(image, label))[0], label)
+            matrix.update(semantic_prediction(self._forward(image, label, path))[0], label)
             return True
 
         self._loop("mIoU", dataset, lambda s: s.train_ids, task, handle)
@@ -284,9 +295,13 @@ class EvaluationEngine:
         self._save(progress)
         self._write_document(progress)
 
-    def _forward(self, image: torch.Tensor, label: torch.Tensor) -> PixelOutputs:
+    def _forward(self, image: torch.Tensor, label: torch.Tensor, path: str) -> PixelOutputs:
         """One forward pass for one (3, H, W) uint8 image, outputs at the label's resolution."""
-        return self.predictor(image[None]).resized(tuple(label.shape))
+        try:
+            outputs = self.predictor(image[None])
+        except NonFiniteOutputError as error:  # the predictor knows the model file, the engine the image
+            raise UserError(path, f"the model ({error.where}) gives {error.count} NaN or inf logits") from None
+        return outputs.resized(tuple(label.shape))
 
     def _scores(self, outputs: PixelOutputs, path: str) -> dict[str, torch.Tensor]:
         scores: dict[str, torch.Tensor] = {}
@@ -332,31 +347,25 @@ def semantic_prediction(outputs: PixelOutputs) -> torch.Tensor:
     return logits.argmax(dim=1)
 
 
-def _synced(metric: AnomalyMetric, ranks: Ranks) -> AnomalyMetric:
-    """``metric`` summed over all ranks (a copy: the rank's own state stays as saved)."""
-    if ranks.world == 1:
-        return metric
-    total = AnomalyMetric(mode=metric.mode, bits=metric.bits)
-    total.load_state_dict(metric.state_dict())
-    total.sync()
-    return total
-
-
-def _row(dataset: str, variant: Variant, metric: AnomalyMetric, images: int) -> AnomalyResult:
-    try:
-        values = metric.compute()
-    except ValueError:  # no anomaly (or no inlier) pixel at all: the curves are undefined
-        values = {}
+def _row(dataset: str, variant: Variant, metrics: dict[str, Any], images: int) -> AnomalyResult:
+    values: dict[str, Any] = {}
+    for metric in metrics.values():
+        try:
+            values.update(metric.compute())
+        except ValueError:  # no anomaly (or no inlier) pixel at all: the curves are undefined
+            pass
+    pixel = metrics["pixel"]
     note = values.get("note")
     return AnomalyResult(
         dataset=dataset, method=variant.method,
         auprc=_float(values.get("auprc")), fpr95=_float(values.get("fpr95")), auroc=_float(values.get("auroc")),
-        pixels=metric.pixels, anomaly_pixels=metric.anomaly_pixels, images=images,
+        pixels=pixel.pixels, anomaly_pixels=pixel.anomaly_pixels, images=images,
         temperature=variant.temperature, metric_note=None if note is None else str(note),
+        **{key: _float(values.get(key)) for key in COMPONENT_METRICS},
     )
 
 
-def _curves(dataset: str, variant: Variant, metric: AnomalyMetric) -> list[dict[str, Any]]:
+def _curves(dataset: str, variant: Variant, metric: Any) -> list[dict[str, Any]]:
     make = getattr(metric, "curves", None)
     try:
         curves = make() if make is not None else None
@@ -365,7 +374,7 @@ def _curves(dataset: str, variant: Variant, metric: AnomalyMetric) -> list[dict[
     return [] if curves is None else [{**_tag(dataset, variant), **curves}]
 
 
-def _histograms(dataset: str, variant: Variant, metric: AnomalyMetric) -> list[dict[str, Any]]:
+def _histograms(dataset: str, variant: Variant, metric: Any) -> list[dict[str, Any]]:
     make = getattr(metric, "histogram", None)
     try:
         histogram = make() if make is not None else None

@@ -11,12 +11,14 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from roadanomaly.outputs import PixelOutputs
+from roadanomaly.outputs import OutputSpec, PixelOutputs
 
 
 class Predictor(Protocol):
     info: dict[str, Any]
     device: str
+    spec: OutputSpec
+    """What the outputs will hold, declared before any forward pass (decides the available methods)."""
 
     def __call__(self, images: Tensor) -> PixelOutputs: ...
 

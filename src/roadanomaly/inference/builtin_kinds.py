@@ -1,4 +1,4 @@
-"""Registry entries of the model kinds that ship with roadanomaly."""
+"""Registry entries of the model kinds that ship with roadanomaly: one :class:`ModelKind` each."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from roadanomaly.inference.registry import ModelKind, register_model_kind
+
+PIXEL_OPTIONS: frozenset[str] = frozenset({"void_channel", "mean", "std", "pad_to"})
+"""Options of the per-pixel models a user brings (see :class:`~roadanomaly.inference.pixel_model.LogitsPredictor`)."""
 
 
 def _erfnet(weights: Path, **options: Any):
@@ -20,6 +23,30 @@ def _eomt(weights: Path, **options: Any):
     return load_eomt_predictor(weights, **options)
 
 
+def _python(weights: Path, **options: Any):
+    from roadanomaly.inference.user_models import load_python_predictor
+
+    return load_python_predictor(weights, **options)
+
+
+def _torchscript(weights: Path, **options: Any):
+    from roadanomaly.inference.user_models import load_torchscript_predictor
+
+    return load_torchscript_predictor(weights, **options)
+
+
+def _exported(weights: Path, **options: Any):
+    from roadanomaly.inference.user_models import load_exported_predictor
+
+    return load_exported_predictor(weights, **options)
+
+
+def _onnx(weights: Path, **options: Any):
+    from roadanomaly.inference.user_models import load_onnx_predictor
+
+    return load_onnx_predictor(weights, **options)
+
+
 register_model_kind(ModelKind("erfnet", "ERFNet (Romera et al.): published, plain or Lightning checkpoints", _erfnet))
 register_model_kind(
     ModelKind(
@@ -28,4 +55,22 @@ register_model_kind(
         _eomt,
         options=frozenset({"crop_size", "autocast"}),
     )
+)
+register_model_kind(
+    ModelKind(
+        "python",
+        "your nn.Module: NAME(**model_kwargs) from FILE.py, weights loaded strictly; returns (B, C, h, w) logits",
+        _python,
+        options=PIXEL_OPTIONS | {"model_kwargs"},
+        takes_target=True,
+    )
+)
+register_model_kind(
+    ModelKind("torchscript", "a TorchScript file (torch.jit.save), (B, C, h, w) logits", _torchscript, PIXEL_OPTIONS)
+)
+register_model_kind(
+    ModelKind("exported", "a torch.export program (.pt2), (B, C, h, w) logits", _exported, PIXEL_OPTIONS)
+)
+register_model_kind(
+    ModelKind("onnx", "an ONNX model run by onnxruntime (CPU or CUDA), (B, C, h, w) logits", _onnx, PIXEL_OPTIONS)
 )
