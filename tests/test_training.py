@@ -43,3 +43,37 @@ def test_two_stage_training_lowers_the_loss_and_exports_evaluable_weights(tmp_pa
     train_erfnet(more, resume=tmp_path / "run" / "full" / "last.ckpt", progress=False)
     state = torch.load(tmp_path / "run" / "full" / "last.ckpt", weights_only=True)
     assert state["epoch"] == 5
+
+
+def test_erfnet_training_data_is_read_from_disk_per_item(tmp_path):
+    """Nothing is decoded up front: a file changed after construction is what the next item shows."""
+    import numpy as np
+    from PIL import Image
+
+    from roadanomaly.data.cityscapes import CityscapesDataset
+    from roadanomaly.data.labels import ID_TO_TRAIN_ID
+    from roadanomaly.training.data import SegmentationTrainSet
+
+    data = make_learnable_cityscapes(tmp_path / "cs", {"train": 3})
+    source = CityscapesDataset(data, "train")
+    train_set = SegmentationTrainSet(source, augment=False)
+    labels = [ID_TO_TRAIN_ID[np.asarray(Image.open(p))] for p in source.label_paths]
+    counts = np.bincount(np.concatenate([lb.ravel() for lb in labels]), minlength=256)[:19]
+    np.testing.assert_allclose(train_set.class_frequencies(), counts / counts.sum())
+    Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(source.image_paths[1])
+    image, label = train_set[1]
+    assert float(image.abs().sum()) == 0.0 and torch.equal(label, torch.from_numpy(labels[1]).long())
+
+
+def test_train_cli_lists_each_model_module_and_skips_absent_ones(monkeypatch):
+    from roadanomaly.cli import build_parser
+    from roadanomaly.cli import train as train_cli
+
+    monkeypatch.setattr(train_cli, "TRAINERS", ("train_erfnet", "train_no_such_model", "train_eomt"))
+    parser = build_parser()
+    args = parser.parse_args(["train", "eomt", "--config", "x.yaml"])
+    assert args.model == "eomt" and args.run.__module__ == "roadanomaly.cli.train_eomt"
+    args = parser.parse_args(["train", "erfnet", "--crop", "32x48", "--encoder-epochs", "2"])
+    assert args.run.__module__ == "roadanomaly.cli.train_erfnet" and args.crop == (32, 48)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "no_such_model"])

@@ -5,7 +5,8 @@ From the final-normed tokens, queries give class logits (C + 1, last = no-object
 tokens, upscaled to 1/4 resolution, give per-pixel features; mask logits are their dot products. During training,
 a prediction before each query block restricts query -> patch attention to the predicted mask (masked attention),
 each query's mask being switched off with probability 1 - ``attn_mask_probs[block]``; annealed to 0, masking is
-gone and inference needs only the final prediction.
+gone and inference needs only the final prediction. In training every block still predicts (deep supervision), but
+a block whose probability is 0 builds no mask: its attention runs unmasked, at no extra cost.
 
 Input: RGB pixels in 0..255 (float), normalised inside by ``pixel_mean`` / ``pixel_std``.
 """
@@ -149,6 +150,8 @@ class EoMT(nn.Module):
         self.masked_attn: bool | None = None
         """None: as trained (always in training, where ``attn_mask_probs`` > 0 in eval); True: always, without
         random disabling; False: never (only the final prediction)."""
+        self.mask_generator: torch.Generator | None = None
+        """Random source of the per-(image, query) mask switching (the global one when None)."""
 
     def _predict(self, x: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
         """Final-normed tokens -> mask logits, class logits and the query embeddings."""
@@ -163,7 +166,7 @@ class EoMT(nn.Module):
         b, start = mask_logits.shape[0], self.num_q + self.encoder.num_prefix_tokens
         inside = F.interpolate(mask_logits, grid, mode="bilinear").flatten(2) > 0
         if prob is not None and prob < 1:
-            disabled = torch.rand(b, self.num_q, device=inside.device) > prob
+            disabled = torch.rand(b, self.num_q, device=inside.device, generator=self.mask_generator) > prob
             inside = inside | disabled[..., None]
         mask = torch.ones(b, tokens, tokens, dtype=torch.bool, device=mask_logits.device)
         mask[:, : self.num_q, start:] = inside
@@ -191,7 +194,8 @@ class EoMT(nn.Module):
                     mask_logits, class_logits, _ = self._predict(self.encoder.norm(x), grid)
                     mask_logits_per_layer.append(mask_logits)
                     class_logits_per_layer.append(class_logits)
-                    mask = self._attn_mask(mask_logits, grid, x.shape[1], disable_prob)
+                    if disable_prob is None or disable_prob > 0:  # at 0 every mask would be switched off
+                        mask = self._attn_mask(mask_logits, grid, x.shape[1], disable_prob)
             x = block(x, mask)
         mask_logits, class_logits, queries = self._predict(self.encoder.norm(x), grid)
         mask_logits_per_layer.append(mask_logits)

@@ -1,4 +1,4 @@
-"""Training data: Cityscapes-layout samples held in memory, with the published augmentation (flip, translate)."""
+"""ERFNet training data: Cityscapes-layout samples read from disk per item, with the published augmentation."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from roadanomaly.data.cityscapes import CityscapesDataset
-from roadanomaly.data.labels import IGNORE_INDEX, NUM_CLASSES
+from roadanomaly.data.io import read_label
+from roadanomaly.data.labels import IGNORE_INDEX, NUM_CLASSES, label_ids_to_train_ids
 
 
 class SegmentationTrainSet(Dataset):
-    """Decodes every image once, then serves (image float [0,1] (3,H,W), train ids long (H,W)) pairs."""
+    """Serves (image float [0,1] (3,H,W), train ids long (H,W)) pairs, each decoded from disk when asked for."""
 
     def __init__(
         self,
@@ -23,30 +24,33 @@ class SegmentationTrainSet(Dataset):
         max_translate: int = 2,
         limit: int | None = None,
     ) -> None:
-        count = len(source) if limit is None else min(limit, len(source))
-        self.images, self.labels = [], []
-        for i in range(count):
-            sample = source[i]
-            image, label = sample.image, sample.train_ids
-            if resize is not None and image.shape[:2] != tuple(resize):
-                image = np.asarray(Image.fromarray(image).resize(resize[::-1], Image.BILINEAR))
-                label = np.asarray(Image.fromarray(label).resize(resize[::-1], Image.NEAREST))
-            self.images.append(image)
-            self.labels.append(label)
-        self.crop, self.augment, self.max_translate = crop, augment, max_translate
+        self.source = source
+        self.count = len(source) if limit is None else min(limit, len(source))
+        self.resize, self.crop, self.augment, self.max_translate = resize, crop, augment, max_translate
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self.count
+
+    def _resized(self, image: np.ndarray | None, label: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        if self.resize is not None and label.shape != tuple(self.resize):
+            size = (self.resize[1], self.resize[0])
+            if image is not None:
+                image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+            label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
+        return image, label
 
     def class_frequencies(self) -> np.ndarray:
-        """Share of each of the 19 classes among the labelled pixels."""
+        """Share of each of the 19 classes among the labelled pixels (one pass over the label files)."""
         counts = np.zeros(NUM_CLASSES, np.int64)
-        for label in self.labels:
+        for path in self.source.label_paths[: self.count]:
+            _, label = self._resized(None, label_ids_to_train_ids(read_label(path)))
             counts += np.bincount(label.ravel(), minlength=256)[:NUM_CLASSES]
         return counts / max(1, counts.sum())
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = self.images[index], self.labels[index]
+        sample = self.source[index]
+        image, label = self._resized(sample.image, sample.train_ids)
+        assert image is not None
         if self.augment:
             image, label = self._augment(image, label)
         x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255.0)

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from roadanomaly.data.cityscapes import CityscapesDataset
 from roadanomaly.errors import UserError
 from roadanomaly.models.state_dicts import strip_prefix_before
+from roadanomaly.training.common import build_trainer, quiet_lightning, read_checkpoint
 from roadanomaly.training.config import ERFNetTrainConfig
 from roadanomaly.training.data import SegmentationTrainSet, enet_class_weights
 from roadanomaly.training.erfnet_module import ERFNetModule
@@ -35,9 +33,9 @@ class TrainResult:
 
 def _stage_of(checkpoint: str | Path) -> str:
     try:
-        stage = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]["stage"]
-    except Exception as error:  # any unreadable or foreign file
-        raise UserError(checkpoint, f"cannot resume from this file ({type(error).__name__})") from None
+        stage = read_checkpoint(checkpoint)["hyper_parameters"]["stage"]
+    except KeyError:
+        raise UserError(checkpoint, "not an ERFNet training checkpoint (no training stage)") from None
     if stage not in STAGES:
         raise UserError(checkpoint, f"unknown training stage {stage!r}")
     return stage
@@ -71,7 +69,7 @@ def train_erfnet(config: ERFNetTrainConfig, resume: str | Path | None = None, pr
     if "full" not in stages:
         raise UserError(None, "nothing to train: the whole-network stage needs epochs > 0")
 
-    with _quiet_lightning_tips():
+    with quiet_lightning():
         return _run_stages(stages, config, train_set, val_set, weights, output, resume, progress)
 
 
@@ -94,25 +92,12 @@ def _run_stages(
         checkpoints = ModelCheckpoint(
             dirpath=output / stage, filename="best", monitor="val/miou", mode="max", save_last=True
         )
-        trainer = L.Trainer(
-            max_epochs=config.encoder_epochs if stage == "encoder" else config.epochs,
-            accelerator=config.accelerator,
-            devices=config.devices,
-            precision=config.precision,
-            callbacks=[checkpoints, *([TQDMProgressBar()] if progress else [])],
-            logger=CSVLogger(output, name="logs", version=stage),
-            enable_progress_bar=progress,
-            enable_model_summary=False,
-            log_every_n_steps=5,
-            num_sanity_val_steps=0,
-        )
-        loaders = _loaders(train_set, val_set, config)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-            ckpt_path = resume if resume is not None and stage == stages[0] else None
-            trainer.fit(module, *loaders, ckpt_path=ckpt_path)
+        trainer = build_trainer(
+            output, stage, config.accelerator, config.devices, config.precision, progress, [checkpoints],
+            max_epochs=config.encoder_epochs if stage == "encoder" else config.epochs, log_every_n_steps=5,
+        )  # fmt: skip
+        ckpt_path = resume if resume is not None and stage == stages[0] else None
+        trainer.fit(module, *_loaders(train_set, val_set, config), ckpt_path=ckpt_path)
         best = Path(checkpoints.best_model_path or checkpoints.last_model_path)
         state = _model_state(best)
         if stage == "encoder":
@@ -126,24 +111,10 @@ def _run_stages(
     return result
 
 
-class _quiet_lightning_tips:
-    """Hide Lightning's advertising tips while keeping its warnings."""
-
-    class _NoTips(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "Tip:" not in record.getMessage()
-
-    def __enter__(self) -> None:
-        self.filter = self._NoTips()
-        logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(self.filter)
-
-    def __exit__(self, *exc: object) -> None:
-        logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(self.filter)
-
-
 def _loaders(train_set: SegmentationTrainSet, val_set: SegmentationTrainSet, config: ERFNetTrainConfig):
     persistent = config.workers > 0
-    train = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=len(train_set) >= config.batch_size,
-                       num_workers=config.workers, persistent_workers=persistent)
+    train = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                       drop_last=len(train_set) >= config.batch_size, num_workers=config.workers,
+                       persistent_workers=persistent)
     val = DataLoader(val_set, batch_size=1, num_workers=config.workers, persistent_workers=persistent)
     return train, val
