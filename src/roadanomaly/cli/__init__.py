@@ -9,7 +9,9 @@ import sys
 from roadanomaly.errors import UserError
 from roadanomaly.evaluation.interrupts import EvaluationInterrupted
 
-SUBCOMMANDS: tuple[str, ...] = ("evaluate", "train", "demo", "synth", "convert", "report", "compare", "predict")
+SUBCOMMANDS: tuple[str, ...] = (
+    "evaluate", "train", "demo", "synth", "convert", "report", "compare", "predict", "export", "benchmark"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
