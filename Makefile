@@ -25,6 +25,9 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_eomt.py
+	$(BIN)/python benchmarks/bench_erfnet_cpu.py
+	$(BIN)/python benchmarks/bench_eomt_vs_hf.py
+	$(BIN)/python benchmarks/bench_training.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -228,3 +228,23 @@ def test_report_option_writes_a_page_with_the_json_numbers(tmp_path):
         assert f"{100 * row['auprc']:.2f}" in page and f"{100 * row['fpr95']:.2f}" in page
     overlays = json.loads(out.read_text())["overlays"]["items"]
     assert overlays and all((report / item["path"]).is_file() for item in overlays)
+
+
+def test_onnxruntime_backend_gives_the_torch_numbers(tmp_path):
+    pytest.importorskip("onnxruntime")
+    bundle = make_bundle(tmp_path / "bundle", size=(32, 48), images=2)
+    make_erfnet_checkpoint(tmp_path / "w.pth")
+    rows = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / f"{backend}.json"
+        assert main(["evaluate", "--weights", str(tmp_path / "w.pth"), "--backend", backend, "--data", str(bundle),
+                     "--datasets", "RoadAnomaly21", "--methods", "msp,energy", "--metric-mode", "exact",
+                     "--output", str(out), "--quiet", "--workers", "0"]) == 0
+        rows[backend] = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    for method in ("msp", "energy"):
+        for key in ("auprc", "fpr95", "auroc"):
+            assert rows["onnxruntime"][method][key] == pytest.approx(rows["torch"][method][key], abs=1e-4)
+    result = _run_cli("evaluate", "--model", "python:x.py:Net", "--weights", str(tmp_path / "w.pth"),
+                      "--backend", "onnxruntime", "--data", str(bundle))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "roadanomaly: error: --backend does not apply to --model python"

@@ -34,6 +34,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="per-pixel models: pad inputs to a multiple of N (outputs cropped back)")
     group.add_argument("--crop-size", type=int, help="EoMT: window size (default: the model's input size)")
     group.add_argument("--autocast", choices=("bf16", "fp16"), help="EoMT on CUDA: mixed-precision inference")
+    group.add_argument("--backend", choices=("torch", "onnxruntime"),
+                       help="erfnet, eomt: run the network on PyTorch (default) or onnxruntime (weights: a "
+                       "'roadanomaly export' .onnx file, or a checkpoint exported on the fly)")
     group.add_argument("--head", type=Path, metavar="FILE",
                        help="EoMT: anomaly head file from 'roadanomaly train anomaly-head' (adds the methods "
                        "anomaly, anomaly_norm and rba_oe)")

@@ -5,19 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from roadanomaly.errors import UserError
 from roadanomaly.inference.registry import ModelKind, register_model_kind
 
 PIXEL_OPTIONS: frozenset[str] = frozenset({"void_channel", "mean", "std", "pad_to"})
 """Options of the per-pixel models a user brings (see :class:`~roadanomaly.inference.pixel_model.LogitsPredictor`)."""
 
 
-def _erfnet(weights: Path, **options: Any):
+def _erfnet(weights: Path, backend: str = "torch", **options: Any):
+    if backend != "torch":
+        from roadanomaly.inference.backends import load_erfnet_predictor_on
+
+        return load_erfnet_predictor_on(weights, backend, **options)
     from roadanomaly.inference.erfnet import load_erfnet_predictor
 
     return load_erfnet_predictor(weights, **options)
 
 
-def _eomt(weights: Path, **options: Any):
+def _eomt(weights: Path, backend: str = "torch", **options: Any):
+    if backend != "torch":
+        if options.get("head") is not None:
+            raise UserError(None, "--head runs on the PyTorch EoMT only (drop --backend onnxruntime)")
+        from roadanomaly.inference.backends import load_eomt_predictor_on
+
+        return load_eomt_predictor_on(weights, backend, **options)
     from roadanomaly.inference.eomt import load_eomt_predictor
 
     return load_eomt_predictor(weights, **options)
@@ -47,13 +58,20 @@ def _onnx(weights: Path, **options: Any):
     return load_onnx_predictor(weights, **options)
 
 
-register_model_kind(ModelKind("erfnet", "ERFNet (Romera et al.): published, plain or Lightning checkpoints", _erfnet))
+register_model_kind(
+    ModelKind(
+        "erfnet",
+        "ERFNet (Romera et al.): published, plain or Lightning checkpoints, or its 'roadanomaly export' .onnx file",
+        _erfnet,
+        options=frozenset({"backend"}),
+    )
+)
 register_model_kind(
     ModelKind(
         "eomt",
-        "EoMT: official checkpoint, Hugging Face folder or roadanomaly folder",
+        "EoMT: official checkpoint, Hugging Face or roadanomaly folder, or its 'roadanomaly export' .onnx file",
         _eomt,
-        options=frozenset({"crop_size", "autocast", "head"}),
+        options=frozenset({"crop_size", "autocast", "head", "backend"}),
     )
 )
 register_model_kind(
