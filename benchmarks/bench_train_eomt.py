@@ -33,7 +33,7 @@ def machine() -> str:
 def main() -> None:
     from roadanomaly.cli.train_eomt import config_path
     from roadanomaly.data.cityscapes import CityscapesDataset
-    from roadanomaly.evaluate import evaluate_segmentation
+    from roadanomaly.evaluation import EvaluationEngine
     from roadanomaly.inference import load_predictor
     from roadanomaly.protocol import EvalProtocol
     from roadanomaly.training.eomt.config import EoMTTrainConfig
@@ -66,8 +66,8 @@ def main() -> None:
     total = time.perf_counter() - start
 
     protocol = EvalProtocol(size=config.val_size)
-    check = evaluate_segmentation(load_predictor("eomt", result.weights), CityscapesDataset(data, "val"), protocol,
-                                  progress=False)["miou"]  # fmt: skip
+    engine = EvaluationEngine(load_predictor("eomt", result.weights), protocol, progress_bars=False)
+    check = engine.run([], CityscapesDataset(data, "val")).segmentation["miou"]
     print(f"\n{'wall [min]':>10} {'step':>6} {'val mIoU [%]':>13} {'/ ERFNet demo':>14}")
     for point in result.curve:
         print(f"{point['wall_s'] / 60:10.1f} {point['step']:6d} {100 * point['miou']:13.2f} "
