@@ -280,7 +280,8 @@ def test_mismatched_hf_and_our_folders(tmp_path):
 def test_unreadable_inputs(tmp_path):
     assert "no such file" in _error(tmp_path / "nothing.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint at all")
-    assert "not a readable PyTorch checkpoint" in _error(tmp_path / "junk.ckpt")
+    assert _error(tmp_path / "junk.ckpt") == (
+        f"{tmp_path / 'junk.ckpt'}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     (tmp_path / "empty").mkdir()
     assert "no config.json" in _error(tmp_path / "empty")
     (tmp_path / "other").mkdir()

@@ -17,8 +17,8 @@ PIXEL = {"void_channel", "mean", "std", "pad_to"}
 
 def test_every_kind_is_one_entry_with_its_options():
     assert model_kind_names() == ["erfnet", "eomt", "python:FILE.py:NAME", "torchscript", "exported", "onnx"]
-    assert MODEL_KINDS["erfnet"].options == frozenset()
-    assert MODEL_KINDS["eomt"].options == {"crop_size", "autocast"}
+    assert MODEL_KINDS["erfnet"].options == {"backend"}
+    assert MODEL_KINDS["eomt"].options == {"crop_size", "autocast", "head", "backend"}
     assert MODEL_KINDS["python"].options == PIXEL | {"model_kwargs"} and MODEL_KINDS["python"].takes_target
     for name in ("torchscript", "exported", "onnx"):
         assert MODEL_KINDS[name].options == PIXEL and not MODEL_KINDS[name].takes_target
