@@ -37,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--data", type=Path, help="root of the benchmark datasets (<root>/<Name>/images, labels_masks)")
     parser.add_argument("--datasets", help="comma-separated dataset names (default: every folder under --data)")
     parser.add_argument(
-        "--methods", help=f"comma-separated scores (default: all the model supports; known: {', '.join(ALL_METHOD_NAMES)})"
+        "--methods",
+        help=f"comma-separated scores (default: all the model supports; known: {', '.join(ALL_METHOD_NAMES)})",
     )
     parser.add_argument("--protocol", default="native", choices=list(PROTOCOL_PRESETS),
                         help="evaluation protocol preset (default: native); --size and the options below override "

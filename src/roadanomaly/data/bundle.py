@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roadanomaly.data.io import IMAGE_EXTENSIONS, is_listed_file, read_image, read_label
+from roadanomaly.data.io import IMAGE_EXTENSIONS, is_listed_file, read_pair
 from roadanomaly.errors import UserError
 from roadanomaly.labels import ANOMALY, INLIER, VOID
 
@@ -95,11 +95,7 @@ class AnomalyBundle:
 
     def __getitem__(self, index: int) -> Sample:
         image_path, label_path = self.image_paths[index], self.label_paths[index]
-        image, raw = read_image(image_path), read_label(label_path)
-        if raw.shape != image.shape[:2]:
-            raise UserError(
-                label_path, f"label is {raw.shape[0]}x{raw.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}"
-            )
+        image, raw = read_pair(image_path, label_path)
         counts = np.bincount(raw.ravel(), minlength=256)
         unknown = np.flatnonzero(counts * ~self._allowed)
         if unknown.size:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roadanomaly.data.io import is_listed_file, read_image, read_label
+from roadanomaly.data.io import is_listed_file, read_pair
 from roadanomaly.data.labels import LABELS, label_ids_to_train_ids
 from roadanomaly.errors import UserError
 
@@ -56,13 +56,7 @@ class CityscapesDataset:
 
     def __getitem__(self, index: int) -> CityscapesSample:
         image_path, label_path = self.image_paths[index], self.label_paths[index]
-        image, label_ids = read_image(image_path), read_label(label_path)
-        if label_ids.shape != image.shape[:2]:
-            raise UserError(
-                label_path,
-                f"label is {label_ids.shape[0]}x{label_ids.shape[1]} but its image is "
-                f"{image.shape[0]}x{image.shape[1]}",
-            )
+        image, label_ids = read_pair(image_path, label_path)
         unknown = np.flatnonzero(np.bincount(label_ids.ravel(), minlength=256) * ~KNOWN_IDS)
         if unknown.size:
             raise UserError(label_path, f"unknown Cityscapes label ids {unknown.tolist()} (expected 0..33 as in "

@@ -93,3 +93,13 @@ def read_label(path: str | Path) -> np.ndarray:
                 raise UserError(path, f"label values outside 0..255 (found {bad})")
             array = wide.astype(np.uint8)
         return np.ascontiguousarray(array)
+
+
+def read_pair(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its raw label map, checked to be the same size."""
+    image, label = read_image(image_path), read_label(label_path)
+    if label.shape != image.shape[:2]:
+        raise UserError(
+            label_path, f"label is {label.shape[0]}x{label.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}"
+        )
+    return image, label

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from roadanomaly.data.bundle import VOID, Sample
-from roadanomaly.data.io import read_image, read_label
+from roadanomaly.data.io import read_pair
 from roadanomaly.errors import UserError
 
 
@@ -59,11 +59,7 @@ class PairedFrames:
 
     def __getitem__(self, index: int) -> Sample:
         image_path, label_path = self.image_paths[index], self.label_paths[index]
-        image, raw = read_image(image_path), read_label(label_path)
-        if raw.shape != image.shape[:2]:
-            raise UserError(
-                label_path, f"label is {raw.shape[0]}x{raw.shape[1]} but its image is {image.shape[0]}x{image.shape[1]}"
-            )
+        image, raw = read_pair(image_path, label_path)
         return Sample(image, self.label_map.apply(raw, label_path), image_path, label_path)
 
     def __repr__(self) -> str:

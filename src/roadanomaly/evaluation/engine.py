@@ -367,21 +367,21 @@ def _row(dataset: str, variant: Variant, metrics: dict[str, Any], images: int) -
 
 
 def _curves(dataset: str, variant: Variant, metric: Any) -> list[dict[str, Any]]:
-    make = getattr(metric, "curves", None)
-    try:
-        curves = make() if make is not None else None
-    except ValueError:
-        return []
-    return [] if curves is None else [{**_tag(dataset, variant), **curves}]
+    return _plot_data(dataset, variant, metric, "curves")
 
 
 def _histograms(dataset: str, variant: Variant, metric: Any) -> list[dict[str, Any]]:
-    make = getattr(metric, "histogram", None)
+    return _plot_data(dataset, variant, metric, "histogram")
+
+
+def _plot_data(dataset: str, variant: Variant, metric: Any, what: str) -> list[dict[str, Any]]:
+    """``metric.curves()`` or ``metric.histogram()`` tagged with the dataset and method, when the metric has it."""
+    make = getattr(metric, what, None)
     try:
-        histogram = make() if make is not None else None
-    except ValueError:
+        data = make() if make is not None else None
+    except ValueError:  # no anomaly or no inlier pixel: nothing to plot
         return []
-    return [] if histogram is None else [{**_tag(dataset, variant), **histogram}]
+    return [] if data is None else [{**_tag(dataset, variant), **data}]
 
 
 def _tag(dataset: str, variant: Variant) -> dict[str, Any]:

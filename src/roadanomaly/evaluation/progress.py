@@ -89,7 +89,7 @@ def _pack(tensor: Tensor) -> Tensor | dict[str, Any]:
     if tensor.dim() == 1 and tensor.numel() >= _SPARSE_MIN and not tensor.is_floating_point():
         index = tensor.nonzero().flatten()
         if index.numel() * 2 < tensor.numel():
-            return {"sparse_length": tensor.numel(), "index": index, "values": tensor[index], "dtype": str(tensor.dtype)}
+            return {"sparse_length": tensor.numel(), "index": index, "values": tensor[index]}
     return tensor.clone()
 
 
@@ -108,7 +108,8 @@ def describe_difference(saved: dict[str, Any], now: dict[str, Any]) -> str | Non
         return None
     key = changed[0]
     more = f" (and {', '.join(changed[1:])})" if len(changed) > 1 else ""
-    return f"the {key} changed since the interrupted run: was {_short(saved.get(key))}, now {_short(now.get(key))}{more}"
+    was, now_ = _short(saved.get(key)), _short(now.get(key))
+    return f"the {key} changed since the interrupted run: was {was}, now {now_}{more}"
 
 
 def _short(value: Any, limit: int = 120) -> str:

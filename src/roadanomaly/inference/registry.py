@@ -55,7 +55,8 @@ def model_kind(spec: str) -> tuple[ModelKind, str | None]:
 def model_kind_names() -> list[str]:
     """Registered kind names, as a user types them (``python:FILE.py:NAME`` for kinds with a target)."""
     _ensure_builtin()
-    return [f"{k.name}:{_TARGET_HELP.get(k.name, 'TARGET')}" if k.takes_target else k.name for k in MODEL_KINDS.values()]
+    return [f"{k.name}:{_TARGET_HELP.get(k.name, 'TARGET')}" if k.takes_target else k.name
+            for k in MODEL_KINDS.values()]
 
 
 def load_predictor(model: str, weights: str | Path, device: str = "cpu", **options: Any):

@@ -1,6 +1,7 @@
 """Helpers for the demo and the CLI: an EoMT predictor with its anomaly heads, and train-then-evaluate.
 
-``roadanomaly evaluate --model eomt --weights BASE --head HEAD`` (``load_eomt_predictor(BASE, head=HEAD)``) adds the methods ``anomaly``, ``anomaly_norm`` (head) and ``rba_oe`` (baseline) to msp, entropy, rba,
+``roadanomaly evaluate --model eomt --weights BASE --head HEAD`` (``load_eomt_predictor(BASE, head=HEAD)``) adds
+the methods ``anomaly``, ``anomaly_norm`` (head) and ``rba_oe`` (baseline) to msp, entropy, rba,
 noobject and eam, all from the same forward pass.
 """
 
