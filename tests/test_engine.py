@@ -84,6 +84,17 @@ def test_progress_file_round_trip_is_compact_and_exact(tmp_path):
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def test_a_task_whose_metrics_cannot_be_saved_half_way_is_saved_as_not_started(tmp_path):
+    class Unsaveable:
+        def state_dict(self):
+            raise AssertionError("read the state of a metric that cannot be saved half-way")
+
+    path = tmp_path / "p.pt"
+    Progress({}, {}, TaskProgress("B", [0, 1], 2, {"components": Unsaveable()}, resumable=False)).save(path)
+    loaded = Progress.load(path).current
+    assert (loaded.task, loaded.done, loaded.images, loaded.states) == ("B", [], 0, {})
+
+
 def _cli(*args):
     return subprocess.Popen([sys.executable, "-m", "roadanomaly", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ONE_THREAD)

@@ -233,9 +233,8 @@ class EvaluationEngine:
             metrics[variant][part].load_state_dict(state)
         # live: the progress file reads their state_dict() when written. Component metrics that wait for the
         # dataset's best-F1 threshold cannot be saved half-way: such a dataset restarts when resumed.
-        streaming = not any("components" in group for group in metrics.values())
-        task.states = {f"{v}/{part}": m for v, group in metrics.items() for part, m in group.items()} \
-            if streaming else {}
+        task.resumable = not any("components" in group for group in metrics.values())
+        task.states = {f"{v}/{part}": m for v, group in metrics.items() for part, m in group.items()}
 
         def handle(image: torch.Tensor, label: torch.Tensor, path: str) -> bool:
             if self.protocol.skip_no_anomaly and not bool((label == ANOMALY).any()):

@@ -32,6 +32,8 @@ class TaskProgress:
     images: int = 0
     states: dict[str, Any] = field(default_factory=dict)
     """Per metric: a state dict (as loaded) or the live metric itself (its ``state_dict()`` is saved)."""
+    resumable: bool = True
+    """False when the metrics cannot be saved half-way: the task is then saved as not started."""
 
 
 @dataclass
@@ -48,8 +50,11 @@ class Progress:
         current = None
         if self.current is not None:
             c = self.current
-            packed = {key: {name: _pack(t) for name, t in _state(value).items()} for key, value in c.states.items()}
-            current = {"task": c.task, "done": c.done, "images": c.images, "states": packed}
+            if c.resumable:
+                packed = {key: {name: _pack(t) for name, t in _state(value).items()} for key, value in c.states.items()}
+                current = {"task": c.task, "done": c.done, "images": c.images, "states": packed}
+            else:
+                current = {"task": c.task, "done": [], "images": 0, "states": {}}
         payload = {"format": FORMAT, "version": VERSION, "fingerprint": self.fingerprint,
                    "finished": self.finished, "current": current}
         path.parent.mkdir(parents=True, exist_ok=True)
