@@ -179,13 +179,10 @@ class Builder:
             torch.manual_seed(0)
             return ERFNet(20).eval()
         from roadanomaly.models.eomt import EoMT, EoMTConfig
-        from roadanomaly.models.eomt_checkpoints import load_eomt_checkpoint
+        from roadanomaly.models.eomt_checkpoints import load_trained_eomt
 
         if args.weights is not None:
-            model, layout = load_eomt_checkpoint(args.weights, trust_pickle=args.trust_pickle)
-            if layout == "dinov2":
-                raise UserError(args.weights, "holds DINOv2 backbone weights only, not a trained EoMT")
-            return model
+            return load_trained_eomt(args.weights, trust_pickle=args.trust_pickle)[0]
         crop = args.crop_size or 512
         torch.manual_seed(0)
         model = EoMT(EoMTConfig.preset(args.size, img_size=(crop, crop))).eval()

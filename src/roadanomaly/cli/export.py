@@ -49,12 +49,9 @@ def _load(kind: str, weights: Path, trust_pickle: bool) -> torch.nn.Module:
         from roadanomaly.models.erfnet_checkpoints import load_erfnet
 
         return load_erfnet(weights, trust_pickle=trust_pickle)
-    from roadanomaly.models.eomt_checkpoints import load_eomt_checkpoint
+    from roadanomaly.models.eomt_checkpoints import load_trained_eomt
 
-    model, layout = load_eomt_checkpoint(weights, trust_pickle=trust_pickle)
-    if layout == "dinov2":
-        raise UserError(weights, "holds DINOv2 backbone weights only, not a trained EoMT")
-    return model
+    return load_trained_eomt(weights, trust_pickle=trust_pickle)[0]
 
 
 def _check_input(kind: str, model: torch.nn.Module, text: str | None) -> torch.Tensor:

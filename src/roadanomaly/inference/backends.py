@@ -167,11 +167,9 @@ def load_eomt_predictor_on(
         raise UserError(None, "--autocast applies to the torch backend only (the ONNX graph is float32)")
     model, info = None, {"weights": str(weights), "backend": backend}
     if Path(weights).suffix != ".onnx":
-        from roadanomaly.models.eomt_checkpoints import load_eomt_checkpoint
+        from roadanomaly.models.eomt_checkpoints import load_trained_eomt
 
-        model, layout = load_eomt_checkpoint(weights, img_size=img_size, trust_pickle=trust_pickle)
-        if layout == "dinov2":
-            raise UserError(weights, "holds DINOv2 backbone weights only, not a trained EoMT")
+        model, layout = load_trained_eomt(weights, img_size, trust_pickle)
         info["layout"] = layout
     net = OnnxEoMT(onnx_file(weights, model), device)
     return EoMTPredictor(net, device, crop_size, None, query_heads, window_batch, info)  # type: ignore[arg-type]

@@ -200,11 +200,9 @@ def load_eomt_predictor(
 
     ``head``: a file from ``roadanomaly train anomaly-head`` trained on this very EoMT; its anomaly head and RbA-OE
     class head join the query heads (methods ``anomaly``, ``anomaly_norm``, ``rba_oe``)."""
-    from roadanomaly.models.eomt_checkpoints import load_eomt_checkpoint
+    from roadanomaly.models.eomt_checkpoints import load_trained_eomt
 
-    model, layout = load_eomt_checkpoint(weights, img_size=img_size, trust_pickle=trust_pickle)
-    if layout == "dinov2":
-        raise UserError(weights, "holds DINOv2 backbone weights only, not a trained EoMT")
+    model, layout = load_trained_eomt(weights, img_size, trust_pickle)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(None, f"device {device!r} requested but CUDA is not available")
     info = {"weights": str(weights), "layout": layout}

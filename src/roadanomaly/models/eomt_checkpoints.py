@@ -96,6 +96,16 @@ def load_eomt(path: str | Path, **options: Any) -> EoMT:
     return load_eomt_checkpoint(path, **options)[0]
 
 
+def load_trained_eomt(
+    path: str | Path, img_size: tuple[int, int] | None = None, trust_pickle: bool = False
+) -> tuple[EoMT, str]:
+    """A trained EoMT and its layout; DINOv2 backbone weights (nothing trained on top) are a UserError."""
+    model, layout = load_eomt_checkpoint(path, img_size=img_size, trust_pickle=trust_pickle)
+    if layout == "dinov2":
+        raise UserError(path, "holds DINOv2 backbone weights only, not a trained EoMT")
+    return model, layout
+
+
 def init_from_dinov2(
     path: str | Path,
     num_classes: int = 19,
