@@ -86,3 +86,25 @@ def test_methods_follow_from_the_declared_outputs():
     assert check_methods(None, OutputSpec("logits")) == ["msp", "maxlogit", "entropy", "energy"]
     with pytest.raises(ValueError, match="method 'maxlogit' is not defined for this model"):
         check_methods(["msp", "maxlogit"], OutputSpec("mask"))
+
+
+@pytest.mark.parametrize("void_channel", [0, 7, 19])
+@pytest.mark.parametrize("include_void", [False, True])
+def test_void_anywhere_and_extreme_logits_match_scipy(void_channel, include_void):
+    """One softmax pass serves every method: a void channel first, inside or last, logits 100 apart (no overflow)."""
+    logits = _logits(4) * 10.0  # spreads of ~+-120: naive exp overflows float32
+    logits[0, void_channel, 0, :3] = torch.tensor([200.0, -200.0, 0.0])
+    temperature = 0.7
+    out = PixelOutputs(logits=logits, void_channel=void_channel)
+    names = ["msp", "maxlogit", "entropy", "energy", "void"]
+    scores = compute_scores(out, names, ScoringConfig(temperature, include_void=include_void))
+    z = logits.double().numpy()
+    known = z if include_void else np.delete(z, void_channel, axis=1)
+    p = softmax(known / temperature, axis=1)
+    np.testing.assert_allclose(scores["msp"], 1 - p.max(1), atol=1e-6)
+    np.testing.assert_allclose(scores["maxlogit"], -known.max(1), atol=1e-4)
+    logp = np.log(np.clip(p, 1e-300, None))
+    np.testing.assert_allclose(scores["entropy"], -(p * logp).sum(1) / np.log(known.shape[1]), atol=1e-6)
+    np.testing.assert_allclose(scores["energy"], -temperature * logsumexp(known / temperature, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(scores["void"], softmax(z / temperature, axis=1)[:, void_channel], atol=1e-6)
+    assert all(bool(torch.isfinite(s).all()) for s in scores.values())

@@ -45,6 +45,33 @@ class ScoringConfig:
     include_void: bool = False
 
 
+@dataclass(frozen=True)
+class SoftmaxStats:
+    """Softmax statistics of logits z over C classes at temperature T, per pixel (B, H, W):
+    ``top`` m = max_c z_c, ``total`` S = sum_c exp((z_c - m) / T), ``weighted`` sum_c exp((z_c - m) / T) (z_c - m) / T.
+
+    Every logit method reads them: max_c p_c = 1 / S, log-sum-exp(z / T) = m / T + log S, and the entropy
+    H(p) = log S - weighted / S; each needs no other pass over the C channels.
+    """
+
+    top: Tensor
+    total: Tensor
+    weighted: Tensor
+    classes: int
+
+    @staticmethod
+    def of(logits: Tensor, temperature: float) -> SoftmaxStats:
+        """The statistics of (B, C, H, W) float ``logits``: one max, one exp and two sums over the channels."""
+        top = logits.amax(dim=1, keepdim=True)
+        shifted = logits - top
+        if temperature != 1.0:
+            shifted.div_(temperature)
+        weights = torch.exp(shifted)
+        total = weights.sum(dim=1)
+        weighted = weights.mul_(shifted).sum(dim=1)
+        return SoftmaxStats(top[:, 0], total, weighted, logits.shape[1])
+
+
 class _Scorer:
     """Computes the requested scores for one batch, sharing intermediate tensors between methods."""
 
@@ -52,6 +79,7 @@ class _Scorer:
         self.outputs = outputs
         self.config = config
         self._cache: dict[str, Tensor] = {}
+        self._stats: SoftmaxStats | None = None
 
     def _cached(self, key: str, make: Callable[[], Tensor]) -> Tensor:
         if key not in self._cache:
@@ -60,35 +88,47 @@ class _Scorer:
 
     # per-pixel classifier -------------------------------------------------------------------------------
     def known_logits(self) -> Tensor:
+        """The logits of the known classes (a view when the void channel is the first or last one)."""
         logits = self.outputs.logits.float()
         void = self.outputs.void_channel
         if void is None or self.config.include_void:
             return logits
+        if void == logits.shape[1] - 1:
+            return logits[:, :void]
+        if void == 0:
+            return logits[:, 1:]
         keep = [c for c in range(logits.shape[1]) if c != void]
         return self._cached("known_logits", lambda: logits[:, keep])
 
-    def log_probs(self) -> Tensor:
-        return self._cached(
-            "log_probs", lambda: torch.log_softmax(self.known_logits() / self.config.temperature, dim=1)
-        )
+    def softmax_stats(self) -> SoftmaxStats:
+        """The known classes' softmax statistics at the configured temperature (one pass, shared by the methods)."""
+        if self._stats is None:
+            self._stats = SoftmaxStats.of(self.known_logits(), self.config.temperature)
+        return self._stats
 
     def logit_msp(self) -> Tensor:
-        return 1.0 - self.log_probs().max(dim=1).values.exp()
+        return torch.reciprocal(self.softmax_stats().total).neg_().add_(1.0)
 
     def logit_maxlogit(self) -> Tensor:
-        return -self.known_logits().max(dim=1).values
+        return -self.softmax_stats().top
 
     def logit_entropy(self) -> Tensor:
-        log_p = self.log_probs()
-        return -(log_p.exp() * log_p).sum(dim=1) / math.log(log_p.shape[1])
+        stats = self.softmax_stats()
+        entropy = torch.log(stats.total).sub_(stats.weighted / stats.total)
+        return entropy.div_(math.log(stats.classes))
 
     def logit_energy(self) -> Tensor:
-        t = self.config.temperature
-        return -t * torch.logsumexp(self.known_logits() / t, dim=1)
+        stats = self.softmax_stats()
+        return torch.log(stats.total).mul_(self.config.temperature).add_(stats.top).neg_()
 
     def logit_void(self) -> Tensor:
-        logits = self.outputs.logits.float()
-        return torch.softmax(logits / self.config.temperature, dim=1)[:, self.outputs.void_channel]
+        """softmax(z / T) of the void channel over all channels, from the known classes' statistics."""
+        stats = self.softmax_stats()
+        void = self.outputs.logits[:, self.outputs.void_channel].float()
+        relative = (void - stats.top).div_(self.config.temperature)
+        if self.config.include_void:  # the void channel is among the known classes: relative <= 0
+            return relative.exp_().div_(stats.total)
+        return torch.sigmoid(relative.sub_(torch.log(stats.total)))
 
     # mask classifier ------------------------------------------------------------------------------------
     def mask_msp(self) -> Tensor:
