@@ -189,3 +189,35 @@ def test_temperature_sweep_rows_equal_single_temperature_runs(tree, tmp_path):
         for key in ("auprc", "fpr95", "auroc"):
             assert rows[("msp", t)][key] == single["msp"][key]
             assert rows[("maxlogit", None)][key] == single["maxlogit"][key]
+
+
+def test_a_large_sweep_gets_smaller_states_within_the_memory_budget(tree, tmp_path, capsys):
+    """--metric-memory sizes the binned states; the rows stay within their bound of the full-size states' rows."""
+    from roadanomaly.cli import main
+    from roadanomaly.metrics.anomaly import binned_state_bytes
+
+    small = make_bundle(tmp_path / "small", size=(64, 96), images=3)
+    common = ["evaluate", "--weights", str(tree / "w.pth"), "--data", str(small), "--datasets", "RoadAnomaly21",
+              "--methods", "msp,entropy", "--temperatures", "0.5,1,2", "--quiet", "--workers", "0"]
+    budget = 6 * binned_state_bytes(16)  # 6 rows: 16 bits fit, 17 do not
+    assert main([*common, "--metric-memory", str(budget), "--output", str(tmp_path / "s.json")]) == 0
+    assert main([*common, "--output", str(tmp_path / "full.json")]) == 0
+    squeezed, full = _rows(tmp_path / "s.json"), _rows(tmp_path / "full.json")
+    assert [(r["method"], r["temperature"]) for r in squeezed] == [(r["method"], r["temperature"]) for r in full]
+    for a, b in zip(squeezed, full):
+        for key in ("auprc", "fpr95", "auroc"):
+            assert abs(a[key] - b[key]) <= a["max_error_bound"] + b["max_error_bound"] + 1e-12
+    engine = EvaluationEngine(NeverCalled(), EvalProtocol(), ["msp", "entropy"], temperatures=[0.5, 1, 2],
+                              metric_memory=budget)
+    assert engine.metric_bits == 16 and engine.fingerprint([], None)["metric_bits"] == 16
+    assert EvaluationEngine(NeverCalled(), EvalProtocol(), None).metric_bits == 22
+
+    capsys.readouterr()
+    assert main([*common, "--metric-memory", "100", "--output", str(tmp_path / "x.json")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "roadanomaly: error: 6 binned metrics need at least 1.2 MiB, more than the 0.0 MiB allowed: raise "
+        "--metric-memory or sweep fewer methods/temperatures")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--metric-memory", "lots"])
+    assert exit_info.value.code == 2
+    assert "expected a size such as 512MiB or 2GiB, got 'lots'" in capsys.readouterr().err

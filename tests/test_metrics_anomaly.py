@@ -764,3 +764,39 @@ def test_report_errors(mode):
         metric.histogram(bins=0)
     with pytest.raises(ValueError, match="value_range"):
         metric.histogram(value_range=(1.0, 0.0))
+
+
+def test_memory_budget_picks_the_largest_state_that_fits():
+    """state_bytes(bits) is what a refined state really holds; bits_for_memory fits that many states in a budget."""
+    from roadanomaly.metrics.anomaly import binned_state_bytes, bits_for_memory
+
+    for bits in (14, 18, 22):
+        histogram = (2 * 2 ** (bits + 1)) * 8  # two labels x (coarse bins + as many refined sub-bins)
+        held_back = 5 * min(_binned.WARMUP, 2 ** (bits + 2))
+        assert binned_state_bytes(bits) == histogram + held_back
+        state = _binned.BinnedState(bits)
+        state._set_refined_layout(torch.arange(state.capacity, dtype=torch.int64))
+        assert (state.hist.numel() - 1) * 8 == histogram
+    assert bits_for_memory(5, 1280 * 2**20) == 22  # every ERFNet method at full resolution
+    assert bits_for_memory(8, 1280 * 2**20) == 22  # every EoMT method
+    assert bits_for_memory(56, 1280 * 2**20) == 18  # 14 temperatures x 4 methods
+    assert 56 * binned_state_bytes(18) <= 1280 * 2**20 < 56 * binned_state_bytes(19)
+    with pytest.raises(ValueError, match=r"3 binned metrics need at least 0\.6 MiB, more than the 0\.5 MiB allowed"):
+        bits_for_memory(3, 2**19)
+
+
+def test_smaller_states_stay_within_their_reported_bound():
+    """An 18-bit state (a large sweep's) on crowded scores: its error against exact mode is within its bound."""
+    rng = np.random.default_rng(3)
+    scores, labels = _clustered_msp(rng, 1_200_000)  # past the 18-bit state's warm-up of 2**20 pixels
+    exact = AnomalyMetric("exact")
+    small = AnomalyMetric(bits=18)
+    for part in range(3):
+        piece = slice(part * 400_000, (part + 1) * 400_000)
+        exact.update(scores[piece], labels[piece])
+        small.update(scores[piece], labels[piece])
+    reference, result = exact.compute(), small.compute()
+    for key in ("auprc", "fpr95", "auroc"):
+        assert abs(result[key] - reference[key]) <= result["max_error_bound"] + 1e-12, key
+    assert small.state_dict()["refined"].numel() > 0  # it refined its crowded bins
+    assert result["max_error_bound"] < 1e-4

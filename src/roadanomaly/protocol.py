@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from roadanomaly.metrics.anomaly import MODES, AnomalyMetric
+from roadanomaly.metrics.anomaly import DEFAULT_BITS, MODES, AnomalyMetric
 from roadanomaly.labels import VOID
 from roadanomaly.metrics.components import TRACK_SIZES, ComponentMetric
 from roadanomaly.metrics.smiyc import NUM_BINS, SmiycPixelMetric
@@ -82,17 +82,18 @@ class EvalProtocol:
         """The dtype scores are stored in before any metric sees them (None: as the model computed them)."""
         return torch.float16 if self.pixel_metric == "smiyc" else None
 
-    def new_metrics(self, mode: str = "binned") -> dict[str, Any]:
+    def new_metrics(self, mode: str = "binned", bits: int = DEFAULT_BITS) -> dict[str, Any]:
         """Fresh metrics for one (dataset, method): ``{"pixel": ..., "components": ...}`` (the latter when enabled).
 
         Feed every metric each frame with ``update(scores, labels)`` (one 2-D frame per call; labels 0/1/255) and
         merge ``compute()`` of all of them, in order, into the result row: ``pixel`` gives ``auprc``, ``fpr95``,
         ``auroc``, ``pixels``, ``anomaly_pixels``; ``components`` gives ``siou``, ``ppv``, ``mean_f1`` and more.
-        ``mode`` (``binned`` / ``exact``) applies to the pooled pixel metric; SMIYC's binning is its definition.
+        ``mode`` (``binned`` / ``exact``) and ``bits`` (the binned state's size, see :func:`bits_for_memory`) apply to
+        the pooled pixel metric; SMIYC's binning is its definition.
         """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        pixel = SmiycPixelMetric() if self.pixel_metric == "smiyc" else AnomalyMetric(mode)
+        pixel = SmiycPixelMetric() if self.pixel_metric == "smiyc" else AnomalyMetric(mode, bits=bits)
         metrics: dict[str, Any] = {"pixel": pixel}
         if self.components is not None:
             threshold = self.component_threshold

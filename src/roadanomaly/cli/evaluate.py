@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options, size_type
@@ -10,6 +11,7 @@ from roadanomaly.data.cityscapes import CityscapesDataset
 from roadanomaly.data.layouts import discover_datasets
 from roadanomaly.errors import UserError
 from roadanomaly.evaluation import (
+    DEFAULT_METRIC_MEMORY,
     DEFAULT_SAVE_EVERY,
     DEFAULT_WORKERS,
     EvaluationEngine,
@@ -57,6 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--metric-mode", choices=("binned", "exact"), default="binned",
                         help="binned: constant memory, streaming (default); exact: sort-based, for small data")
+    parser.add_argument("--metric-memory", type=_bytes, default=DEFAULT_METRIC_MEMORY, metavar="SIZE",
+                        help="memory all binned metrics of a dataset may hold, e.g. 512MiB or 2GiB (default 1.25GiB): "
+                        "a large sweep gets smaller states (its rows' max_error_bound says what that costs)")
     parser.add_argument("--cityscapes", type=Path, help="also report mIoU on this Cityscapes-layout root")
     parser.add_argument("--split", default="val", help="Cityscapes split for --cityscapes (default: val)")
     parser.add_argument("--output", type=Path, default=Path("results.json"),
@@ -81,6 +86,18 @@ def _floats(text: str) -> list[float]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one temperature")
     return values
+
+
+_UNITS = {"": 1, "B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+
+
+def _bytes(text: str) -> int:
+    """``512MiB``, ``2GiB``, ``1.5GB`` or a number of bytes -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size such as 512MiB or 2GiB, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -123,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         predictor, protocol, _split(args.methods), temperatures=args.temperatures, metric_mode=args.metric_mode,
         workers=args.workers, progress_bars=not args.quiet, output=args.output,
         progress_file=progress_file_for(args.output, ranks.rank, ranks.world), save_every=args.save_every,
-        resume=args.resume, ranks=ranks,
+        resume=args.resume, ranks=ranks, metric_memory=args.metric_memory,
         observers=[ExtremesRecorder(args.report)] if args.report is not None and ranks.is_main else [],
     )
     document = engine.run(datasets, segmentation)

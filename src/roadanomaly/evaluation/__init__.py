@@ -2,6 +2,7 @@
 
 from roadanomaly.evaluation.distributed import Ranks, init_from_environment
 from roadanomaly.evaluation.engine import (
+    DEFAULT_METRIC_MEMORY,
     DEFAULT_SAVE_EVERY,
     DEFAULT_WORKERS,
     EvaluationEngine,
@@ -12,6 +13,6 @@ from roadanomaly.evaluation.engine import (
 from roadanomaly.evaluation.interrupts import EvaluationInterrupted
 
 __all__ = [
-    "DEFAULT_SAVE_EVERY", "DEFAULT_WORKERS", "EvaluationEngine", "EvaluationInterrupted", "Observer", "Ranks",
-    "init_from_environment", "output_spec", "semantic_prediction",
+    "DEFAULT_METRIC_MEMORY", "DEFAULT_SAVE_EVERY", "DEFAULT_WORKERS", "EvaluationEngine", "EvaluationInterrupted",
+    "Observer", "Ranks", "init_from_environment", "output_spec", "semantic_prediction",
 ]

@@ -12,7 +12,7 @@ computing, so that the numbers equal a single process's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ from roadanomaly.evaluation.progress import Progress, TaskProgress, describe_dif
 from roadanomaly.inference.pixel_model import NonFiniteOutputError
 from roadanomaly.labels import ANOMALY, VOID
 from roadanomaly.metrics import ConfusionMatrix
+from roadanomaly.metrics.anomaly import bits_for_memory
 from roadanomaly.outputs import LOGITS, OutputSpec, PixelOutputs
 from roadanomaly.protocol import EvalProtocol
 from roadanomaly.results import COMPONENT_METRICS, AnomalyResult, ResultsDocument, write_json
@@ -39,6 +40,9 @@ DEFAULT_WORKERS = 1
 """Data-loading processes: one decodes and resizes the next image while the model runs (0 = inline)."""
 DEFAULT_SAVE_EVERY = 25
 """Images between two writes of the progress file."""
+DEFAULT_METRIC_MEMORY = 1280 << 20
+"""Bytes all binned pixel metrics of a dataset may hold together (1.25 GiB: every method of a model at the full 22
+bits); a sweep of many (method, temperature) variants gets smaller states (fewer key bits) to stay within it."""
 SEGMENTATION_TASK = "segmentation"
 
 
@@ -92,6 +96,7 @@ class EvaluationEngine:
         save_every: int = DEFAULT_SAVE_EVERY,
         resume: bool = False,
         ranks: Ranks | None = None,
+        metric_memory: int = DEFAULT_METRIC_MEMORY,
     ) -> None:
         self.predictor = predictor
         self.protocol = protocol
@@ -102,6 +107,10 @@ class EvaluationEngine:
             raise UserError(None, str(error)) from None
         self.variants = self._variants(temperatures)
         self.metric_mode = metric_mode
+        try:
+            self.metric_bits = bits_for_memory(len(self.variants), metric_memory)
+        except ValueError as error:
+            raise UserError(None, f"{error}: raise --metric-memory or sweep fewer methods/temperatures") from None
         self.workers = workers
         self.progress_bars = progress_bars
         self.observers = list(observers)
@@ -128,7 +137,7 @@ class EvaluationEngine:
 
     def _new_metrics(self) -> dict[str, dict[str, Any]]:
         """Per variant, the protocol's metrics: ``{"pixel": ..., "components": ...}`` (components when enabled)."""
-        return {v.key: self.protocol.new_metrics(self.metric_mode) for v in self.variants}
+        return {v.key: self.protocol.new_metrics(self.metric_mode, self.metric_bits) for v in self.variants}
 
     def fingerprint(self, datasets: Sequence, segmentation: Sequence | None) -> dict[str, Any]:
         """What must not change between an interrupted run and its ``--resume``."""
@@ -137,6 +146,7 @@ class EvaluationEngine:
             "protocol": self.protocol.to_dict(),
             "methods": [v.key for v in self.variants],
             "metric_mode": self.metric_mode,
+            "metric_bits": self.metric_bits,
             "datasets": [_describe_dataset(d) for d in datasets],
             "segmentation": None if segmentation is None else _describe_dataset(segmentation),
             "processes": self.ranks.world,
@@ -240,12 +250,15 @@ class EvaluationEngine:
             if self.protocol.skip_no_anomaly and not bool((label == ANOMALY).any()):
                 return False
             outputs = self._forward(image, label, path)
-            scores = self._scores(outputs, path)
-            for key, group in metrics.items():
-                for metric in group.values():
-                    metric.update(scores[key], label)
+            kept: dict[str, torch.Tensor] = {}
+            for scores in self._scores(outputs, path):  # one temperature at a time: a sweep holds one group
+                for key, score in scores.items():
+                    for metric in metrics[key].values():
+                        metric.update(score, label)
+                if self.observers:
+                    kept.update(scores)
             for observer in self.observers:
-                observer.on_image(name, path, image, label, scores)
+                observer.on_image(name, path, image, label, kept)
             return True
 
         self._loop(name, dataset, lambda s: s.label, task, handle)
@@ -302,20 +315,21 @@ class EvaluationEngine:
             raise UserError(path, f"the model ({error.where}) gives {error.count} NaN or inf logits") from None
         return outputs.resized(tuple(label.shape))
 
-    def _scores(self, outputs: PixelOutputs, path: str) -> dict[str, torch.Tensor]:
-        scores: dict[str, torch.Tensor] = {}
+    def _scores(self, outputs: PixelOutputs, path: str) -> Iterator[dict[str, torch.Tensor]]:
+        """Per temperature, ``{variant key: (H, W) score}`` of the variants at it (one group at a time)."""
         for temperature in dict.fromkeys(v.temperature for v in self.variants):
             group = [v for v in self.variants if v.temperature == temperature]
             config = self.protocol.scoring if temperature is None else ScoringConfig(
                 temperature, self.protocol.scoring.include_void)
             computed = compute_scores(outputs, [v.method for v in group], config)
+            scores: dict[str, torch.Tensor] = {}
             for v in group:
                 score = computed[v.method][0]
                 # one reduction per map; the element-wise check only when the sum is not finite
                 if not torch.isfinite(score.sum()) and not bool(torch.isfinite(score).all()):
                     raise UserError(path, f"the model's outputs give non-finite {v.key} scores (NaN or inf)")
                 scores[v.key] = score
-        return scores
+            yield scores
 
     # ------------------------------------------------------------------------------------------- writing
     def _save(self, progress: Progress) -> None:

@@ -40,6 +40,18 @@ _FLOAT_BITS = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24}
 UNDECIDED = -1
 
 
+def warmup_pixels(bits: int) -> int:
+    """Pixels held back before the refined bins are chosen: ``WARMUP``, or ``2**(bits + 2)`` for smaller states
+    (their held-back pixels stay within a third of the histogram's size)."""
+    return min(WARMUP, 1 << (bits + 2))
+
+
+def state_bytes(bits: int) -> int:
+    """The most memory a state of ``bits`` holds: its refined histogram (two labels x ``2**(bits + 1)`` int64
+    entries) plus its held-back pixels (float32 score + uint8 label each)."""
+    return 2 * (1 << (bits + 1)) * 8 + 5 * warmup_pixels(bits)
+
+
 class BinnedState:
     """Counts per cell, in one int64 histogram of ``2 * region + 1`` entries.
 
@@ -63,6 +75,7 @@ class BinnedState:
         self.precision = torch.zeros(INEXACT + 1, dtype=torch.int64)
         self.refined: Tensor | None = None  # None: not decided yet
         self._base: Tensor | None = None
+        self.warmup = warmup_pixels(bits)
         self._pending: list[tuple[Tensor, Tensor, bool]] = []
         self._pending_pixels = 0
         self._scratch: dict[str, Tensor] = {}
@@ -90,7 +103,7 @@ class BinnedState:
         """Hold back float32 ``scores`` and their labels (taken over, not copied) until the refined bins are chosen."""
         self._pending.append((scores, labels, has_void))
         self._pending_pixels += scores.numel()
-        if self._pending_pixels >= WARMUP:
+        if self._pending_pixels >= self.warmup:
             self.flush()
 
     def _note_precision(self, scores: Tensor) -> None:

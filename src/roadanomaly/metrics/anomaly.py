@@ -37,7 +37,8 @@ from typing import Any
 
 from torch import Tensor
 
-from roadanomaly.metrics._binned import BinnedState
+from roadanomaly.metrics._binned import BinnedState, state_bytes
+from roadanomaly.metrics._float_bins import MIN_BITS
 from roadanomaly.metrics._exact import ExactState
 from roadanomaly.metrics._inputs import (
     ArrayLike,
@@ -51,6 +52,25 @@ MODES = ("binned", "exact")
 
 #: Key bits kept as the coarse bin index in binned mode: 2**22 bins, relative bin width 2**-13, a 64 / 128 MiB state.
 DEFAULT_BITS = 22
+
+
+def binned_state_bytes(bits: int = DEFAULT_BITS) -> int:
+    """The most memory one binned :class:`AnomalyMetric` of ``bits`` holds (refined histogram + held-back pixels)."""
+    return state_bytes(bits)
+
+
+def bits_for_memory(states: int, budget: int, most: int = DEFAULT_BITS) -> int:
+    """The most key bits (at most ``most``) with which ``states`` binned metrics fit in ``budget`` bytes.
+
+    Each bit less halves a state and doubles the relative width of its cells (``2**-(bits - 9)`` coarse,
+    ``2**-(bits + 1)`` once refined): the reported ``max_error_bound`` says what that costs. ``ValueError`` when
+    even ``MIN_BITS`` does not fit.
+    """
+    for bits in range(most, MIN_BITS - 1, -1):
+        if states * state_bytes(bits) <= budget:
+            return bits
+    raise ValueError(f"{states} binned metrics need at least {states * state_bytes(MIN_BITS) / 2**20:.1f} MiB, "
+                     f"more than the {budget / 2**20:.1f} MiB allowed")
 
 
 class AnomalyMetric:
