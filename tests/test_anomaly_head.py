@@ -98,7 +98,7 @@ def test_fine_tuning_the_class_head_changes_only_it() -> None:
     optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.5)
     samples = tiny_samples()
     loss = module.losses([samples[i] for i in range(4)])
-    assert set(loss) == {"head", "rba_oe", "class", "loss"}
+    assert set(loss) == {"head", "pixel", "rba_oe", "class", "loss"}
     loss["loss"].backward()
     optimizer.step()
     changed = {k for k, v in base.state_dict().items() if not torch.equal(v, before[k])}
@@ -112,7 +112,7 @@ def test_last_blocks_add_a_mask_loss_and_need_the_full_path() -> None:
     assert "encoder.blocks.1.attn.qkv.weight" not in module.base_trainable
     samples = tiny_samples()
     losses = module.losses([samples[i] for i in range(2)])
-    assert set(losses) == {"head", "mask", "loss"}
+    assert set(losses) == {"head", "pixel", "mask", "loss"}
     losses["loss"].backward()
     assert module.base_trainable["encoder.blocks.2.attn.qkv.weight"].grad.abs().sum() > 0
     with pytest.raises(UserError, match="the cached path needs a frozen base"):
@@ -240,3 +240,34 @@ def test_packaged_recipes_load(name: str) -> None:
     recipe = AnomalyHeadTrainConfig.from_yaml(SYNTHROADS_RECIPE.parent / name, epochs=3)
     assert recipe.outliers == ("synth",) and recipe.size == (128, 256) and recipe.epochs == 3
     assert recipe.use_cache and recipe.baseline
+
+
+def test_pixel_term_against_a_direct_formula() -> None:
+    """Class-balanced BCE of sum_q sigmoid(m_q) P_q(anomaly) / sum_q sigmoid(m_q) at the points, void ignored."""
+    from roadanomaly.training.anomaly_head_losses import pixel_anomaly_loss
+
+    g = torch.Generator().manual_seed(5)
+    head_logits = torch.randn(2, 4, 3, generator=g)
+    point_logits = torch.randn(2, 4, 9, generator=g) * 3
+    labels = torch.tensor([[0, 1, 255, 0, 0, 1, 0, 255, 0], [0, 0, 0, 0, 1, 0, 0, 0, 0]])
+    loss = pixel_anomaly_loss(head_logits, point_logits, labels)
+    p = torch.softmax(head_logits.double(), -1)[..., 1].numpy()
+    m = 1 / (1 + np.exp(-point_logits.double().numpy()))
+    score = (p[:, :, None] * m).sum(1) / m.sum(1)
+    lab = labels.numpy()
+    expected = -np.log(1 - score[lab == 0]).mean() - np.log(score[lab == 1]).mean()
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    # no anomaly point at all: only the inlier half remains
+    only_inliers = pixel_anomaly_loss(head_logits, point_logits, torch.where(labels == 1, 0, labels))
+    lab0 = np.where(lab == 1, 0, lab)
+    assert float(only_inliers) == pytest.approx(-np.log(1 - score[lab0 == 0]).mean(), rel=1e-5)
+
+
+def test_pixel_term_is_part_of_the_loss_and_can_be_switched_off() -> None:
+    base, samples = tiny_base(), tiny_samples()
+    batch = [samples[i] for i in range(4)]
+    with torch.no_grad():
+        with_pixel = AnomalyHeadModule(base, config(baseline=False)).losses(batch)
+        without = AnomalyHeadModule(base, config(baseline=False, pixel_weight=0.0)).losses(batch)
+    assert set(with_pixel) == {"head", "pixel", "loss"} and set(without) == {"head", "loss"}
+    assert float(with_pixel["loss"]) == pytest.approx(float(with_pixel["head"] + with_pixel["pixel"]))

@@ -11,6 +11,11 @@ stored tensors; the losses cannot tell the difference.
   cross-entropy on the Normal segments (their train ids; pasted pixels are ignored, not a class), plus the outlier
   loss on the pixel score s(x) = -sum_c tanh(P_c(x)), P_c(x) = sum_q softmax(class'_q)_c sigmoid(mask_q(x)):
   mean(relu(s - inlier_upper)^2) over inlier pixels + mean(relu(outlier_lower - s)^2) over pasted pixels.
+- Pixel term of the head (``pixel_weight``): the head's normalised pixel score at the sampled points,
+  a(x) = sum_q sigmoid(mask_q(x)) P_q(anomaly) / sum_q sigmoid(mask_q(x)), under a class-balanced binary
+  cross-entropy against pasted (1) / inlier (0) pixels. The query-level cross-entropy alone cannot see that a query
+  it calls Normal also covers pasted pixels, or that a query it calls Anomaly spills over the road; this term scores
+  what the evaluation scores.
 - With trainable mask parameters: BCE and dice of the head's matched masks at the same points.
 """
 
@@ -97,6 +102,24 @@ def head_loss(
         targets[i, qi] = labels[i].to(targets.device)[ti]
     weight = torch.tensor([1.0, anomaly_weight, no_object_weight], device=head_logits.device)
     return F.cross_entropy(head_logits.float().transpose(1, 2), targets, weight=weight), matches
+
+
+def pixel_anomaly_loss(head_logits: Tensor, point_logits: Tensor, point_labels: Tensor) -> Tensor:
+    """Class-balanced BCE of the normalised pixel anomaly score at the points against the pasted-pixel labels.
+
+    ``head_logits`` (B, Q, 3), ``point_logits`` (B, Q, P) mask logits, ``point_labels`` (B, P) 0 / 1 / 255; each
+    class present is averaged on its own and the two means added (void points count in neither).
+    """
+    anomaly = head_logits.float().softmax(dim=-1)[..., 1]
+    masks = point_logits.float().sigmoid()
+    score = torch.einsum("bq,bqp->bp", anomaly, masks) / masks.sum(dim=1).clamp_min(1e-6)
+    score = score.clamp(1e-6, 1.0 - 1e-6)
+    loss = head_logits.sum() * 0.0
+    for value, log_likelihood in ((0, torch.log1p(-score)), (1, torch.log(score))):
+        selected = point_labels == value
+        if bool(selected.any()):
+            loss = loss - log_likelihood[selected].mean()
+    return loss
 
 
 def normal_class_loss(class_logits: Tensor, batch: QueryBatch, costs: MatchCosts, no_object_weight: float) -> Tensor:

@@ -25,6 +25,7 @@ from roadanomaly.training.anomaly_head_losses import (
     head_loss,
     matched_mask_loss,
     normal_class_loss,
+    pixel_anomaly_loss,
     rba_oe_loss,
 )
 from roadanomaly.training.eomt.matcher import MatchCosts
@@ -152,13 +153,15 @@ class AnomalyHeadModule(L.LightningModule):
             return query_batch(self.base, batch, self.costs)
 
     def losses(self, batch: QueryBatch | list[PastedSample]) -> dict[str, Tensor]:
-        """``{"head": ..., "rba_oe": ..., "class": ..., "mask": ..., "loss": total}`` (terms that apply)."""
+        """``{"head": ..., "pixel": ..., "rba_oe": ..., "class": ..., "mask": ..., "loss": total}`` (terms that
+        apply)."""
         c = self.config
         qb = self.queries_of(batch)
         out: dict[str, Tensor] = {}
-        out["head"], matches = head_loss(
-            self.head.logits(qb.queries), qb, self.costs, c.no_object_weight, c.anomaly_weight
-        )
+        head_logits = self.head.logits(qb.queries)
+        out["head"], matches = head_loss(head_logits, qb, self.costs, c.no_object_weight, c.anomaly_weight)
+        if c.pixel_weight:
+            out["pixel"] = c.pixel_weight * pixel_anomaly_loss(head_logits, qb.point_logits, qb.point_labels)
         if self.rba_oe is not None:
             out["rba_oe"] = rba_oe_loss(
                 self.rba_oe.logits(qb.queries.detach()), _detached(qb), self.costs, c.no_object_weight,
