@@ -800,3 +800,26 @@ def test_smaller_states_stay_within_their_reported_bound():
         assert abs(result[key] - reference[key]) <= result["max_error_bound"] + 1e-12, key
     assert small.state_dict()["refined"].numel() > 0  # it refined its crowded bins
     assert result["max_error_bound"] < 1e-4
+
+
+def test_cells_are_read_once_until_the_counts_change():
+    """compute, curves and histogram share one reading of the state; any update, merge or reset starts afresh."""
+    rng = np.random.default_rng(7)
+    scores, labels = _clustered_msp(rng, 40_000)
+    metric = AnomalyMetric(bits=14)
+    metric.update(scores[:20_000], labels[:20_000])
+    first = metric._state.cells()
+    assert metric._state.cells() is first and metric.compute() == metric.compute()
+    metric.update(scores[20_000:], labels[20_000:])
+    assert metric._state.cells() is not first
+    whole = AnomalyMetric(bits=14)
+    whole.update(scores, labels)
+    assert metric.compute() == whole.compute()  # not the stale reading of the first half
+    other = AnomalyMetric(bits=14)
+    other.update(scores[:5_000], labels[:5_000])
+    before = metric.compute()
+    metric.merge(other)
+    assert metric.compute()["pixels"] == before["pixels"] + other.compute()["pixels"]
+    metric.reset()
+    with pytest.raises(ValueError):
+        metric.compute()

@@ -79,6 +79,7 @@ class BinnedState:
         self._pending: list[tuple[Tensor, Tensor, bool]] = []
         self._pending_pixels = 0
         self._scratch: dict[str, Tensor] = {}
+        self._cells: dict[bool, Cells] = {}  # cells() by ``compact`` until the counts change
 
     # --- adding pixels --------------------------------------------------------------------------------------------
 
@@ -91,6 +92,7 @@ class BinnedState:
 
     def update(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
         """Count flat, already validated scores (any real dtype, no NaN) and uint8 labels in {0, 1, 255}."""
+        self._cells.clear()
         if scores.numel() == 0:
             return
         self._note_precision(scores)
@@ -168,6 +170,7 @@ class BinnedState:
 
     def flush(self) -> None:
         """Choose the refined bins from the pixels held back (if not chosen yet) and count those pixels."""
+        self._cells.clear()
         if self.refined is not None or not self._pending:
             return
         pending, self._pending, self._pending_pixels = self._pending, [], 0
@@ -250,7 +253,13 @@ class BinnedState:
         ``compact``: consecutive sub-bins without anomalies form one cell, which changes none of the three metrics
         nor their bounds (negatives ranked alike count alike; such a cell holds no FPR95 point), for fewer cells.
         While pixels are held back, a scratch state chooses the refined bins from them: this one stays as it is.
+        The cells are kept until the counts change (compute, curves and histograms of one state read them once).
         """
+        if compact not in self._cells:
+            self._cells[compact] = self._make_cells(compact)
+        return self._cells[compact]
+
+    def _make_cells(self, compact: bool) -> Cells:
         if self.refined is None and self._pending:
             scratch = BinnedState(self.bits)
             scratch.precision = self.precision
@@ -377,6 +386,7 @@ class BinnedState:
 
     def reset(self) -> None:
         """Forget everything counted, and the choice of refined bins."""
+        self._cells.clear()
         self.region = self.num_bins
         self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)
         self.precision.zero_()
@@ -396,6 +406,7 @@ class BinnedState:
         coarsely in a bin the other state refined make that bin read as one coarse cell.
         """
         self._check_same_bits(other)
+        self._cells.clear()
         self.precision += other.precision
         if other.refined is None:  # nothing counted yet, only held back
             for scores, labels, has_void in other._pending:
@@ -440,6 +451,7 @@ class BinnedState:
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Replace the state by one returned from :meth:`state_dict` (same ``bits``)."""
+        self._cells.clear()
         keys = {"hist", "refined", "precision", "pending_scores", "pending_labels"}
         if set(state) != keys:
             raise ValueError(f"a binned state has the keys {sorted(keys)}, got keys {sorted(state)}")
@@ -512,6 +524,7 @@ class BinnedState:
         """
         if not is_distributed():
             return
+        self._cells.clear()
         decided = torch.tensor([int(self.refined is not None)], dtype=torch.int64)
         all_reduce_sum_(decided)
         if int(decided) == 0:
