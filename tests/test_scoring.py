@@ -108,3 +108,21 @@ def test_void_anywhere_and_extreme_logits_match_scipy(void_channel, include_void
     np.testing.assert_allclose(scores["energy"], -temperature * logsumexp(known / temperature, axis=1), rtol=1e-6)
     np.testing.assert_allclose(scores["void"], softmax(z / temperature, axis=1)[:, void_channel], atol=1e-6)
     assert all(bool(torch.isfinite(s).all()) for s in scores.values())
+
+
+@pytest.mark.parametrize("chunk_pixels", [1, 13, 40, 10**6])
+def test_softmax_stats_in_blocks_of_rows_equal_one_pass(chunk_pixels):
+    """Blocks of rows (one row, several, a ragged last block, everything) give the same statistics (up to the
+    order of float32 additions over the channels)."""
+    from roadanomaly.scoring import SoftmaxStats
+
+    logits = _logits(5, classes=6)[:, :, :, :].repeat(1, 1, 2, 2)  # (2, 6, 10, 14)
+    whole = SoftmaxStats.of(logits, 0.8, chunk_pixels=10**9)
+    blocks = SoftmaxStats.of(logits, 0.8, chunk_pixels=chunk_pixels)
+    z = logits.double().numpy() / 0.8
+    np.testing.assert_allclose(np.log(whole.total.double().numpy()) + whole.top.double().numpy() / 0.8,
+                               logsumexp(z, axis=1), rtol=1e-6)
+    assert torch.equal(whole.top, blocks.top)
+    for name in ("total", "weighted"):
+        np.testing.assert_allclose(getattr(blocks, name), getattr(whole, name), rtol=1e-6, atol=1e-6, err_msg=name)
+    assert blocks.classes == 6
