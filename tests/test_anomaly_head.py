@@ -98,7 +98,7 @@ def test_fine_tuning_the_class_head_changes_only_it() -> None:
     optimizer = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.5)
     samples = tiny_samples()
     loss = module.losses([samples[i] for i in range(4)])
-    assert set(loss) == {"head", "pixel", "rba_oe", "class", "loss"}
+    assert set(loss) == {"head", "rba_oe", "class", "loss"}
     loss["loss"].backward()
     optimizer.step()
     changed = {k for k, v in base.state_dict().items() if not torch.equal(v, before[k])}
@@ -112,7 +112,7 @@ def test_last_blocks_add_a_mask_loss_and_need_the_full_path() -> None:
     assert "encoder.blocks.1.attn.qkv.weight" not in module.base_trainable
     samples = tiny_samples()
     losses = module.losses([samples[i] for i in range(2)])
-    assert set(losses) == {"head", "pixel", "mask", "loss"}
+    assert set(losses) == {"head", "mask", "loss"}
     losses["loss"].backward()
     assert module.base_trainable["encoder.blocks.2.attn.qkv.weight"].grad.abs().sum() > 0
     with pytest.raises(UserError, match="the cached path needs a frozen base"):
@@ -263,11 +263,11 @@ def test_pixel_term_against_a_direct_formula() -> None:
     assert float(only_inliers) == pytest.approx(-np.log(1 - score[lab0 == 0]).mean(), rel=1e-5)
 
 
-def test_pixel_term_is_part_of_the_loss_and_can_be_switched_off() -> None:
+def test_pixel_term_is_off_by_default_and_adds_to_the_loss_when_weighted() -> None:
     base, samples = tiny_base(), tiny_samples()
     batch = [samples[i] for i in range(4)]
     with torch.no_grad():
-        with_pixel = AnomalyHeadModule(base, config(baseline=False)).losses(batch)
-        without = AnomalyHeadModule(base, config(baseline=False, pixel_weight=0.0)).losses(batch)
+        with_pixel = AnomalyHeadModule(base, config(baseline=False, pixel_weight=1.0)).losses(batch)
+        without = AnomalyHeadModule(base, config(baseline=False)).losses(batch)
     assert set(with_pixel) == {"head", "pixel", "loss"} and set(without) == {"head", "loss"}
     assert float(with_pixel["loss"]) == pytest.approx(float(with_pixel["head"] + with_pixel["pixel"]))
