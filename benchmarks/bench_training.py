@@ -1,14 +1,18 @@
-"""ERFNet training throughput on CPU: roadanomaly's Lightning module against a plain PyTorch loop, same model.
+"""Training throughput on CPU: roadanomaly's Lightning modules against a plain PyTorch loop, same model and data.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_training.py [--height 256 --width 512] [--batch 2]
-        [--steps 20] [--warmup 2] [--threads N]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_training.py [--model erfnet|eomt] [--height H --width W]
+        [--batch B] [--steps 20] [--warmup 2] [--threads N]
 
-Both sides train an ERFNet (20 classes) on the same in-memory batches (random images, random labels with void
-255) through the same DataLoader settings, with Adam (lr 5e-4, weight decay 1e-4), a poly learning-rate schedule
-stepped every batch and cross-entropy ignoring 255:
+ERFNet (default 2 x 3 x 256 x 512): both sides train an ERFNet (20 classes) on the same in-memory batches (random
+images, random labels with void 255) through the same DataLoader settings, with Adam (lr 5e-4, weight decay 1e-4),
+a poly learning-rate schedule stepped every batch and cross-entropy ignoring 255:
   lightning  ``ERFNetModule`` (stage full) fitted by a ``lightning.Trainer`` on CPU with a CSV logger, logging
              every 5 steps as ``roadanomaly train`` does (no validation, no checkpoint, no progress bar)
   plain      a hand-written loop: zero_grad, forward, loss, backward, optimizer and scheduler step
+EoMT (default 8 x 3 x 128 x 128, the SynthRoads CPU recipe's model and settings): ``EoMTModule`` (mask annealing
+per step, the mask-classification loss on every prediction set, AdamW with layer-wise groups and warmup-poly
+schedule, gradient clipping by the Trainer, per-step logging) against a plain loop with the same model, loss,
+optimizer, schedule, clipping and annealing probabilities, on random images with random blob label maps.
 They alternate step by step (lightning, plain, lightning, ...), so that the load of a shared machine hits both
 alike: the plain loop's step runs inside the Trainer's ``on_train_batch_end`` hook and is timed by itself; a
 Lightning step's time is the interval between the starts of consecutive Lightning batches (all per-step overhead
@@ -34,6 +38,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from roadanomaly.benchmarking import machine, percentile
 from roadanomaly.models.erfnet import ERFNet
 from roadanomaly.training.erfnet_module import ERFNetModule
+
+EOMT_RECIPE = "eomt_synthroads"
 
 MAX_OVERHEAD = 0.10
 
@@ -72,6 +78,92 @@ class PlainLoop:
         return time.perf_counter() - start
 
 
+def eomt_data(n: int, height: int, width: int, seed: int = 0) -> list:
+    """``n`` (uint8 image, semantic target) pairs: random images, label maps of random rectangles over 19 classes."""
+    from roadanomaly.training.eomt.data import semantic_targets
+
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for _ in range(n):
+        image = torch.randint(0, 256, (3, height, width), generator=g, dtype=torch.uint8)
+        ids = torch.full((height, width), 0, dtype=torch.long)
+        for _ in range(6):
+            c = int(torch.randint(0, 19, (1,), generator=g))
+            y, x = (int(v) for v in torch.randint(0, min(height, width) // 2, (2,), generator=g))
+            ids[y : y + height // 2, x : x + width // 2] = c
+        ids[: height // 16] = 255
+        items.append((image, semantic_targets(ids)))
+    return items
+
+
+def eomt_config():
+    from roadanomaly.cli.train_eomt import config_path
+    from roadanomaly.training.eomt.config import EoMTTrainConfig
+
+    return EoMTTrainConfig.from_yaml(config_path(EOMT_RECIPE), data="unused", schedule_minutes=None, max_steps=1000,
+                                     threads=None)  # fmt: skip
+
+
+class PlainEoMTLoop:
+    """The EoMT module's training step written out: annealing probabilities, forward over every prediction set,
+    mask-classification loss, backward, gradient clipping, AdamW and the warmup-poly schedule."""
+
+    def __init__(self, loader: DataLoader, seed: int = 0) -> None:
+        from roadanomaly.models.eomt import EoMT
+        from roadanomaly.training.eomt.optim import build_optimizer
+
+        self.config = c = eomt_config()
+        torch.manual_seed(seed)
+        self.model = EoMT(c.model_config()).train()
+        self.optimizer, self.schedule = build_optimizer(self.model, c.lr, c.weight_decay, c.llrd, c.warmup_steps,
+                                                        c.max_steps, c.poly_power)  # fmt: skip
+        self.loss_config = c.loss_config()
+        self.batches = iter(loader)
+        self.step_index = 0
+
+    def step(self) -> float:
+        from roadanomaly.training.eomt.annealing import mask_probabilities
+        from roadanomaly.training.eomt.criterion import mask_classification_loss
+
+        start = time.perf_counter()
+        c = self.config
+        images, targets = next(self.batches)
+        probs = mask_probabilities(self.step_index, c.anneal_starts, c.anneal_ends, c.poly_power)
+        self.model.attn_mask_probs.copy_(torch.tensor(probs))
+        generator = torch.Generator().manual_seed(self.step_index)
+        self.model.mask_generator = generator
+        self.optimizer.zero_grad()
+        out = self.model.forward_all(images.float())
+        loss, _ = mask_classification_loss(out.mask_logits, out.class_logits, targets, self.loss_config, generator)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        self.step_index += 1
+        return time.perf_counter() - start
+
+
+def workload(name: str, runs: int, batch: int, height: int, width: int):
+    """(Lightning module, its loader, the plain loop, Trainer options) for ``name`` over ``runs`` batches."""
+    if name == "erfnet":
+        dataset = data(runs * batch, height, width)  # one epoch covers the run: no epoch end inside
+        lightning_loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0)
+        plain_loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0)
+        L.seed_everything(0, verbose=False)
+        return ERFNetModule(num_classes=20, stage="full"), lightning_loader, PlainLoop(plain_loader, runs), {}
+    from roadanomaly.models.eomt import EoMT
+    from roadanomaly.training.eomt.data import collate
+    from roadanomaly.training.eomt.module import EoMTModule
+
+    items = eomt_data(runs * batch, height, width)
+    lightning_loader = DataLoader(items, batch_size=batch, shuffle=True, num_workers=0, collate_fn=collate)
+    plain_loader = DataLoader(items, batch_size=batch, shuffle=True, num_workers=0, collate_fn=collate)
+    config = eomt_config()
+    L.seed_everything(0, verbose=False)
+    module = EoMTModule(config, EoMT(config.model_config()), train_stream=None, val_set=None)
+    return module, lightning_loader, PlainEoMTLoop(plain_loader), {"gradient_clip_val": config.grad_clip}
+
+
 class Alternate(L.Callback):
     """Stamps every Lightning batch start and runs one plain step after every Lightning step."""
 
@@ -93,9 +185,10 @@ class Alternate(L.Callback):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--height", type=int, default=256)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--model", choices=("erfnet", "eomt"), default="erfnet")
+    parser.add_argument("--height", type=int, help="default 256 (ERFNet), 128 (EoMT)")
+    parser.add_argument("--width", type=int, help="default 512 (ERFNet), 128 (EoMT)")
+    parser.add_argument("--batch", type=int, help="default 2 (ERFNet), 8 (EoMT)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per side (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side first (default 2)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -105,15 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
 
+    eomt = args.model == "eomt"
+    args.height = args.height or (128 if eomt else 256)
+    args.width = args.width or (128 if eomt else 512)
+    args.batch = args.batch or (8 if eomt else 2)
     runs = args.warmup + args.steps + 1  # the last Lightning step only closes the previous interval
-    dataset = data(runs * args.batch, args.height, args.width)  # one epoch covers the run: no epoch end inside
-    lightning_loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=0)
-    plain_loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=0)
-    L.seed_everything(0, verbose=False)
-    module = ERFNetModule(num_classes=20, stage="full")
-    alternate = Alternate(PlainLoop(plain_loader, runs))
+    module, lightning_loader, plain, trainer_options = workload(args.model, runs, args.batch, args.height, args.width)
+    alternate = Alternate(plain)
     host = machine("cpu")
-    print(f"ERFNet training step, batch {args.batch}x3x{args.height}x{args.width}, CPU; {host.describe()}")
+    title = f"EoMT ({EOMT_RECIPE} recipe's model)" if eomt else "ERFNet"
+    print(f"{title} training step, batch {args.batch}x3x{args.height}x{args.width}, CPU; {host.describe()}")
     print(f"{args.steps} timed steps per side, alternating step by step, after {args.warmup} warm-up steps each",
           flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-training-") as log_dir:
@@ -129,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             log_every_n_steps=5,
             num_sanity_val_steps=0,
             limit_val_batches=0,
+            max_epochs=1,
+            **trainer_options,
         )
         trainer.fit(module, lightning_loader)
     times = {
