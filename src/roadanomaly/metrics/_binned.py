@@ -180,8 +180,8 @@ class BinnedState:
         if chosen.numel() == 0:
             self._set_refined_layout(chosen)
             return
-        self.hist.zero_()
-        self._set_refined_layout(chosen, keep_counts=False)
+        self._set_refined_layout(chosen, keep_counts=False)  # a fresh histogram (zeroing the old one in place
+        # faulted in all of its pages: 0.15 s per state)
         for scores, labels, has_void in pending:
             self._count(scores, labels, has_void)
 
@@ -501,7 +501,7 @@ class BinnedState:
         grows room for the slots at the first refined bin (its counts kept unless ``keep_counts`` is false)."""
         self.refined = refined.to(torch.int64).clone()
         region = self._region_for(refined)
-        if region != self.region:
+        if region != self.region or not keep_counts:
             hist = torch.zeros(2 * region + 1, dtype=torch.int64)
             if keep_counts:
                 width = min(region, self.region)
