@@ -76,6 +76,8 @@ def test_lostandfound_maps_road_obstacles_and_the_rest(tmp_path):
 
 def test_smiyc_tracks_keep_the_labelled_frames(tmp_path):
     make_smiyc(tmp_path)
+    # macOS archives carry "._<name>" resource forks beside every file: never frames, nor unlabelled ones
+    (tmp_path / "dataset_AnomalyTrack" / "images" / "._validation0000.jpg").write_bytes(b"\x00\x05\x16\x07")
     for folder, name, ext in (("dataset_AnomalyTrack", "AnomalyTrack", ".jpg"),
                               ("dataset_ObstacleTrack", "ObstacleTrack", ".webp")):
         track = SmiycTrack(tmp_path / folder)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from roadanomaly.data.bundle import STANDARD_VALUES
-from roadanomaly.data.io import IMAGE_EXTENSIONS
+from roadanomaly.data.io import is_listed_file
 from roadanomaly.data.paired import LabelMap, PairedFrames
 from roadanomaly.errors import UserError
 
@@ -38,7 +38,7 @@ class SmiycTrack(PairedFrames):
         for needed in (images_dir, labels_dir):
             if not needed.is_dir():
                 raise UserError(needed, "folder not found (expected images/ and labels_masks/)")
-        images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        images = sorted(p for p in images_dir.iterdir() if is_listed_file(p))
         if not images:
             raise UserError(images_dir, "no images found")
         pairs = [(image, labels_dir / f"{image.stem}{LABEL_SUFFIX}") for image in images]
