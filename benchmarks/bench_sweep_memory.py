@@ -5,7 +5,8 @@
 Writes a RoadAnomaly21-layout bundle of random images and a randomly initialised ERFNet (20 channels, the last one
 void: its untrained scores crowd into narrow ranges, the case where the binned metrics refine and are largest), then
 runs ``roadanomaly evaluate --temperatures <14 values> --methods msp,entropy,energy,void`` as a user would, in a
-child process, and samples the resident memory of that process and its data-loading worker every 20 ms. Side by
+child process, and samples the memory of that process and its data-loading worker every 20 ms (the sum of their
+proportional set sizes: what they hold together, shared pages counted once). Side by
 side on the first ``--baseline-images`` images: the default metric memory budget (1.25 GiB for all states together)
 against ``--metric-memory 64GiB`` (every state at the full 22 bits, the behaviour before the budget), with the
 largest difference of AuPRC / FPR95 / AUROC between the two and the largest ``max_error_bound`` reported.
@@ -58,15 +59,16 @@ def write_data(root: Path, images: int, size: tuple[int, int]) -> Path:
     return weights
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of process ``pid`` and all its descendants (Linux /proc)."""
+def tree_memory(pid: int) -> int:
+    """Bytes of memory process ``pid`` and all its descendants hold: the sum of their proportional set sizes (Pss:
+    pages shared between them, such as the libraries a data-loading worker inherits, counted once in all)."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
+            with open(f"/proc/{p}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
                         total += int(line.split()[1]) * 1024
             with open(f"/proc/{p}/task/{p}/children") as children:
                 todo += [int(c) for c in children.read().split()]
@@ -94,7 +96,7 @@ def run_sweep(root: Path, weights: Path, images: int, memory: str | None, output
 
     def sample() -> None:
         while child.poll() is None:
-            peak[0] = max(peak[0], tree_rss(child.pid))
+            peak[0] = max(peak[0], tree_memory(child.pid))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -201,6 +201,9 @@ def test_a_large_sweep_gets_smaller_states_within_the_memory_budget(tree, tmp_pa
               "--methods", "msp,entropy", "--temperatures", "0.5,1,2", "--quiet", "--workers", "0"]
     budget = 6 * binned_state_bytes(16)  # 6 rows: 16 bits fit, 17 do not
     assert main([*common, "--metric-memory", str(budget), "--output", str(tmp_path / "s.json")]) == 0
+    assert capsys.readouterr().err.strip() == (
+        f"roadanomaly: 6 rows share --metric-memory {budget / 2**30:.2f} GiB: binned states of 16 bits instead of 22 "
+        "(crowded scores lose exactness; see each row's max_error_bound)")
     assert main([*common, "--output", str(tmp_path / "full.json")]) == 0
     squeezed, full = _rows(tmp_path / "s.json"), _rows(tmp_path / "full.json")
     assert [(r["method"], r["temperature"]) for r in squeezed] == [(r["method"], r["temperature"]) for r in full]

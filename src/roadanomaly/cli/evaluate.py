@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from roadanomaly.cli.model_options import add_model_arguments, check_device, model_options, size_type
@@ -18,6 +19,7 @@ from roadanomaly.evaluation import (
     init_from_environment,
 )
 from roadanomaly.inference import load_predictor
+from roadanomaly.metrics.anomaly import DEFAULT_BITS
 from roadanomaly.protocol import PROTOCOL_PRESETS, EvalProtocol
 from roadanomaly.report import format_table, write_report
 from roadanomaly.report.overlays import ExtremesRecorder
@@ -143,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume, ranks=ranks, metric_memory=args.metric_memory,
         observers=[ExtremesRecorder(args.report)] if args.report is not None and ranks.is_main else [],
     )
+    if engine.metric_bits < DEFAULT_BITS and args.metric_mode == "binned" and ranks.is_main:
+        print(f"roadanomaly: {len(engine.variants)} rows share --metric-memory {args.metric_memory / 2**30:.2f} GiB: "
+              f"binned states of {engine.metric_bits} bits instead of {DEFAULT_BITS} (crowded scores lose exactness; "
+              "see each row's max_error_bound)", file=sys.stderr)
     document = engine.run(datasets, segmentation)
     if not ranks.is_main:
         return 0

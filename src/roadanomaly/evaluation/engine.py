@@ -268,7 +268,11 @@ class EvaluationEngine:
                             "no image left to evaluate (all skipped: none has an anomaly pixel)")
         finished: dict[str, Any] = {"results": [], "curves": [], "histograms": []}
         for variant in self.variants:
-            group = metrics[variant.key]
+            # each variant's state (and the cells it caches) is freed once its row is made: a sweep of many rows
+            # never holds all their readings at once
+            group = metrics.pop(variant.key)
+            for part in group:
+                task.states.pop(f"{variant.key}/{part}", None)
             if self.ranks.world > 1:  # the rank's own states are not needed any more: sum them in place
                 for metric in group.values():  # pixel first: the components read its best-F1 threshold
                     metric.sync()
