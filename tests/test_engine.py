@@ -214,6 +214,8 @@ def test_a_large_sweep_gets_smaller_states_within_the_memory_budget(tree, tmp_pa
                               metric_memory=budget)
     assert engine.metric_bits == 16 and engine.fingerprint([], None)["metric_bits"] == 16
     assert EvaluationEngine(NeverCalled(), EvalProtocol(), None).metric_bits == 22
+    exact = EvaluationEngine(NeverCalled(), EvalProtocol(), None, metric_mode="exact", metric_memory=100)
+    assert exact.metric_bits == 22  # the budget sizes binned states only
 
     capsys.readouterr()
     assert main([*common, "--metric-memory", "100", "--output", str(tmp_path / "x.json")]) == 2

@@ -30,7 +30,7 @@ from roadanomaly.evaluation.progress import Progress, TaskProgress, describe_dif
 from roadanomaly.inference.pixel_model import NonFiniteOutputError
 from roadanomaly.labels import ANOMALY, VOID
 from roadanomaly.metrics import ConfusionMatrix
-from roadanomaly.metrics.anomaly import bits_for_memory
+from roadanomaly.metrics.anomaly import DEFAULT_BITS, bits_for_memory
 from roadanomaly.outputs import LOGITS, OutputSpec, PixelOutputs
 from roadanomaly.protocol import EvalProtocol
 from roadanomaly.results import COMPONENT_METRICS, AnomalyResult, ResultsDocument, write_json
@@ -107,8 +107,9 @@ class EvaluationEngine:
             raise UserError(None, str(error)) from None
         self.variants = self._variants(temperatures)
         self.metric_mode = metric_mode
-        try:
-            self.metric_bits = bits_for_memory(len(self.variants), metric_memory)
+        try:  # exact mode stores every pixel: the budget sizes binned states only
+            self.metric_bits = bits_for_memory(len(self.variants), metric_memory) if metric_mode == "binned" else \
+                DEFAULT_BITS
         except ValueError as error:
             raise UserError(None, f"{error}: raise --metric-memory or sweep fewer methods/temperatures") from None
         self.workers = workers
