@@ -8,6 +8,8 @@ refined ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -129,15 +131,9 @@ class BinnedState:
         if base_table is None:
             self._count_coarse(scores, labels, has_void)
             return
-        n = scores.numel()
-        ones = torch.ones(1, dtype=torch.int64).expand(min(n, SLICE))
-        for start in range(0, n, SLICE):
-            stop = min(start + SLICE, n)
+        ones = torch.ones(1, dtype=torch.int64).expand(min(scores.numel(), SLICE))
+        for start, stop, keys in self._slice_keys(scores):
             m = stop - start
-            values = scores[start:stop]
-            if values.dtype != torch.float32:
-                values = torch.add(values, 0.0, out=self._buffer("values", m, torch.float32))
-            keys = float_keys(values, self._buffer("keys", m, torch.int32), self._buffer("scratch", m, torch.int32))
             coarse = coarse_bins(keys, self.bits, self._buffer("scratch", m, torch.int32))
             index = torch.index_select(base_table, 0, coarse, out=self._buffer("index", m, torch.int32))
             sub = sub_bins(keys, self.bits, self.sub_bits, self._buffer("keys", m, torch.int32))
@@ -153,20 +149,26 @@ class BinnedState:
         """Add pixels by coarse bin only (no bin refined), into ``hist`` with labels ``region`` apart."""
         hist = self.hist if hist is None else hist
         region = self.region if region is None else region
+        ones = torch.ones(1, dtype=torch.int64).expand(min(scores.numel(), SLICE))
+        for start, stop, keys in self._slice_keys(scores):
+            index = coarse_bins(keys, self.bits, keys)
+            index.add_(labels[start:stop], alpha=region)
+            if has_void:
+                index.clamp_(max=hist.numel() - 1)
+            hist.index_add_(0, index, ones[: stop - start])
+
+    def _slice_keys(self, scores: Tensor) -> Iterator[tuple[int, int, Tensor]]:
+        """``(start, stop, keys)`` per slice of ``scores``: their float32 order-preserving keys, in the reusable
+        ``keys`` buffer (valid until the next slice)."""
         n = scores.numel()
-        ones = torch.ones(1, dtype=torch.int64).expand(min(n, SLICE))
         for start in range(0, n, SLICE):
             stop = min(start + SLICE, n)
             m = stop - start
             values = scores[start:stop]
             if values.dtype != torch.float32:
                 values = torch.add(values, 0.0, out=self._buffer("values", m, torch.float32))
-            keys = float_keys(values, self._buffer("keys", m, torch.int32), self._buffer("scratch", m, torch.int32))
-            index = coarse_bins(keys, self.bits, keys)
-            index.add_(labels[start:stop], alpha=region)
-            if has_void:
-                index.clamp_(max=hist.numel() - 1)
-            hist.index_add_(0, index, ones[:m])
+            yield start, stop, float_keys(values, self._buffer("keys", m, torch.int32),
+                                          self._buffer("scratch", m, torch.int32))
 
     def flush(self) -> None:
         """Choose the refined bins from the pixels held back (if not chosen yet) and count those pixels."""
