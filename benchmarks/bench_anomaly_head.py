@@ -56,7 +56,7 @@ def speed(args: argparse.Namespace) -> int:
         return time.perf_counter() - start
 
     start = time.perf_counter()
-    cache = QueryCache(base, samples, module.costs, batch_size=args.batch)
+    cache = QueryCache(base, samples, module.costs, batch_size=args.batch, keep_block_input=module.head.reads_block)
     build = time.perf_counter() - start
     full_get = lambda b: [samples[i] for i in b]
     full, cached = [], []

@@ -67,10 +67,12 @@ def config(**kw) -> AnomalyHeadTrainConfig:
     return AnomalyHeadTrainConfig(hidden=16, num_points=128, **kw)
 
 
-def test_head_gets_gradients_and_nothing_frozen_changes() -> None:
+@pytest.mark.parametrize("head_blocks", [0, 1])
+def test_head_gets_gradients_and_nothing_frozen_changes(head_blocks: int) -> None:
     base = tiny_base()
     before = {k: v.clone() for k, v in base.state_dict().items()}
-    module = AnomalyHeadModule(base, config())
+    module = AnomalyHeadModule(base, config(head_blocks=head_blocks))
+    assert len(module.head.blocks) == head_blocks
     samples = tiny_samples()
     head_before = [p.clone() for p in module.head.parameters()]
     rba_before = [p.clone() for p in module.rba_oe.parameters()]
@@ -121,17 +123,36 @@ def test_last_blocks_add_a_mask_loss_and_need_the_full_path() -> None:
         config(train=("decoder",))
 
 
-def test_cached_path_gives_the_same_loss_as_the_full_path() -> None:
+@pytest.mark.parametrize("head_blocks", [0, 2])
+def test_cached_path_gives_the_same_loss_as_the_full_path(head_blocks: int) -> None:
     base = tiny_base()
-    module = AnomalyHeadModule(base, config())
+    module = AnomalyHeadModule(base, config(head_blocks=head_blocks))
     samples = tiny_samples()
-    cache = QueryCache(base, samples, module.costs, batch_size=3)
+    cache = QueryCache(base, samples, module.costs, batch_size=3, keep_block_input=module.head.reads_block)
+    assert (cache.block_input is None) == (head_blocks == 0)
     assert len(cache) == len(samples) == 8
     for indices in ([0, 1, 2, 3], [7, 2, 5]):
         full = module.losses([samples[i] for i in indices])
         cached = module.losses(cache.collate(indices))
         for key in full:
             torch.testing.assert_close(cached[key], full[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_head_blocks_copied_from_the_base_give_back_its_queries(blocks: int) -> None:
+    base = tiny_base()
+    base.attn_mask_probs.zero_()  # annealed: inference without masked attention, as the head's blocks run
+    head = AnomalyHead.from_base(base, 16, blocks)
+    assert head.reads_block == 3 - blocks
+    with torch.no_grad():
+        out = base.forward_all(torch.rand(2, 3, CROP, CROP) * 255, keep_block_input=head.reads_block)
+        assert out.block_input.shape == (2, 6 + 5 + 4, 32)  # queries, CLS + 4 registers, 2 x 2 patches
+        torch.testing.assert_close(head.embed(out.queries, out.block_input), out.queries, rtol=0, atol=1e-6)
+        assert base.forward_all(torch.zeros(1, 3, CROP, CROP)).block_input is None
+    with pytest.raises(UserError, match="the head can copy 0..2 of this EoMT's query blocks, not 3"):
+        AnomalyHead.from_base(base, 16, 3)
+    with pytest.raises(ValueError, match="it needs the tokens entering block"):
+        head(out.queries)
 
 
 def test_samples_are_deterministic_and_points_read_the_targets() -> None:
@@ -162,6 +183,30 @@ def test_save_load_round_trip_and_refusal_on_another_base(tmp_path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a file")
     with pytest.raises(UserError, match="not a readable safetensors file"):
         load_anomaly_heads(tmp_path / "junk.safetensors", base)
+
+
+def test_a_head_with_blocks_round_trips_and_scores_through_the_predictor(tmp_path) -> None:
+    base = tiny_base()
+    base.attn_mask_probs.zero_()
+    mlp_only, with_block = AnomalyHead(32, 16), AnomalyHead.from_base(base, 16, blocks=1)
+    with_block.mlp.load_state_dict(mlp_only.mlp.state_dict())
+    image = torch.randint(0, 256, (1, 3, CROP, CROP), dtype=torch.uint8)
+
+    def anomaly_map(head: AnomalyHead) -> torch.Tensor:
+        return compute_scores(EoMTPredictor(base, query_heads={"anomaly": head})(image), ["anomaly"])["anomaly"]
+
+    # copied, untouched blocks give back the base's queries, so the same MLP gives the same map
+    torch.testing.assert_close(anomaly_map(with_block), anomaly_map(mlp_only), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        with_block.blocks[0].mlp.fc2.bias.add_(torch.linspace(-1.0, 1.0, 32))
+    changed = anomaly_map(with_block)
+    assert (changed - anomaly_map(mlp_only)).abs().max() > 1e-3
+    path = save_anomaly_heads(tmp_path / "h.safetensors", base_identity(base), with_block)
+    other = tiny_base()
+    other.attn_mask_probs.zero_()
+    loaded = load_anomaly_heads(path, other)["anomaly"]
+    assert loaded.reads_block == 2 and len(loaded.blocks) == 1
+    torch.testing.assert_close(anomaly_map(loaded), changed, rtol=0, atol=0)
 
 
 def test_fine_tuned_base_parameters_travel_and_merge(tmp_path) -> None:

@@ -31,6 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--hidden", type=int, help="hidden width of the head's MLP")
+    parser.add_argument(
+        "--head-blocks", type=int, help="copies of the base's last query blocks run by the head (0: MLP only)"
+    )
     parser.add_argument("--copies", type=int, help="pasted versions of each inlier image")
     parser.add_argument("--max-images", type=int, help="use only the first N inlier images")
     parser.add_argument("--paste-probability", type=float, help="chance an image receives outliers")
@@ -56,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {
         "base": args.base, "data": args.data, "output": args.output, "epochs": args.epochs,
-        "batch_size": args.batch_size, "lr": args.lr, "hidden": args.hidden, "copies": args.copies,
-        "max_images": args.max_images, "paste_probability": args.paste_probability, "feather": args.feather,
+        "batch_size": args.batch_size, "lr": args.lr, "hidden": args.hidden, "head_blocks": args.head_blocks,
+        "copies": args.copies, "max_images": args.max_images, "paste_probability": args.paste_probability, "feather": args.feather,
         "colour_match": args.colour_match, "last_blocks": args.last_blocks, "accelerator": args.accelerator,
         "seed": args.seed, "outliers": tuple(args.outliers) if args.outliers else None,
         "train": tuple(args.train) if args.train else None, "cached": False if args.no_cache else None,

@@ -105,10 +105,14 @@ class OnnxEoMT(nn.Module):
         self.config = EoMTConfig.from_dict(json.loads(meta[META_CONFIG]))
         self.session = _onnx_session(self.path, device, threads)
 
-    def forward_all(self, x: Tensor, masked_attn: bool | None = None) -> EoMTOutput:
+    def forward_all(
+        self, x: Tensor, masked_attn: bool | None = None, keep_block_input: int | None = None
+    ) -> EoMTOutput:
         """Crops (B, 3, H, W) in 0..255 -> the final prediction (the graph has no masked attention)."""
         if masked_attn:
             raise ValueError("the exported EoMT has no masked attention")
+        if keep_block_input is not None:
+            raise ValueError("the exported EoMT gives only its final prediction, not the input of a block")
         mask_logits, class_logits, queries = (t.to(x.device) for t in self.session(x.float()))
         return EoMTOutput([mask_logits], [class_logits], queries)
 

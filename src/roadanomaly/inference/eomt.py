@@ -30,8 +30,13 @@ from roadanomaly.errors import UserError
 from roadanomaly.models.eomt import EoMT
 from roadanomaly.outputs import MASK, OutputSpec, PixelOutputs
 
-QueryHead = Callable[[Tensor, Tensor], Tensor]
-"""(query embeddings (B, Q, D), class logits (B, Q, C + 1)) -> per-query weights (B, Q) or (B, Q, K)."""
+QueryHead = Callable[..., Tensor]
+"""(query embeddings (B, Q, D), class logits (B, Q, C + 1)) -> per-query weights (B, Q) or (B, Q, K). A head with
+an integer attribute ``reads_block`` also gets, third, the tokens entering that block of the model."""
+
+
+def _reads_block(head: QueryHead) -> int | None:
+    return getattr(head, "reads_block", None)
 
 BUILTIN_MAPS: tuple[str, ...] = ("no_object", "max_class", "mask_mass")
 
@@ -114,6 +119,10 @@ class EoMTPredictor:
                 raise ValueError(f"the query map {name!r} is built in; give the head another name")
             if isinstance(head, nn.Module):
                 head.to(self.device).eval()
+        reads = {_reads_block(h) for h in self.query_heads.values()} - {None}
+        if len(reads) > 1:
+            raise ValueError(f"query heads read the inputs of different blocks {sorted(reads)}; one forward keeps one")
+        self.reads_block: int | None = reads.pop() if reads else None
         self.window_batch = max(1, window_batch)
         self.info = {
             "name": "eomt",
@@ -137,9 +146,14 @@ class EoMTPredictor:
     def _forward(self, crops: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """One forward pass: final mask logits, class logits and the extra heads' per-query weights."""
         with self._autocast():
-            out = self.model.forward_all(crops)
+            keep = {} if self.reads_block is None else {"keep_block_input": self.reads_block}
+            out = self.model.forward_all(crops, **keep)
             queries, class_logits = out.queries, out.class_logits[-1]
-            extra = {name: head(queries, class_logits) for name, head in self.query_heads.items()}
+            extra = {
+                name: head(queries, class_logits, out.block_input) if _reads_block(head) is not None
+                else head(queries, class_logits)
+                for name, head in self.query_heads.items()
+            }  # fmt: skip
         return out.mask_logits[-1], class_logits, extra
 
     @torch.inference_mode()

@@ -1,7 +1,8 @@
 """EoMT-EXT: an anomaly head on the final query embeddings of a frozen EoMT, and the RbA-OE class head.
 
-- :class:`AnomalyHead`: MLP (D -> hidden -> 3, GELU) giving per query the logits [normal, anomaly, no-object];
-  as a query head it returns softmax(.)[anomaly] (B, Q), which the predictor turns into the ``anomaly`` map.
+- :class:`AnomalyHead`: MLP (D -> hidden -> 3, GELU) giving per query the logits [normal, anomaly, no-object],
+  optionally after its own copies of the base's last blocks; as a query head it returns softmax(.)[anomaly]
+  (B, Q), which the predictor turns into the ``anomaly`` map.
 - :class:`RbaOEHead`: a copy of the EoMT class head fine-tuned with RbA's outlier loss; as a query head it returns
   softmax(class'_q)[:, :, :C] (B, Q, C), the ``rba_oe`` map's weights.
 
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 from roadanomaly.errors import UserError
 from roadanomaly.models.eomt import EoMT
+from roadanomaly.models.vit import LN_EPS, Block
 
 HEAD_FORMAT = "roadanomaly-eomt-anomaly-head"
 HEAD_FILE = "anomaly_head.safetensors"
@@ -29,19 +31,67 @@ NORMAL, ANOMALY, NO_OBJECT = 0, 1, 2
 
 
 class AnomalyHead(nn.Module):
-    """Per-query [normal, anomaly, no-object] logits from query embeddings (B, Q, D)."""
+    """Per-query [normal, anomaly, no-object] logits from query embeddings (B, Q, D).
 
-    def __init__(self, width: int, hidden: int = 256) -> None:
+    With ``blocks`` > 0 the head first runs its own copies of the base's last ``blocks`` transformer blocks (and
+    final norm) on the tokens entering the first of them, ``block_input`` (base block ``reads_block``), and reads
+    the queries they give: the base and its masks stay exactly as they were, while the head's queries may look at
+    the patches again for what the frozen ones were never trained to keep. :meth:`from_base` copies the weights.
+    The blocks attend without masks, as an EoMT whose masking was annealed away runs at inference.
+    """
+
+    def __init__(
+        self, width: int, hidden: int = 256, blocks: int = 0, heads: int = 1, mlp_ratio: float = 4.0,
+        num_q: int = 0, reads_block: int | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.width, self.hidden = width, hidden
+        self.heads, self.mlp_ratio, self.num_q = heads, mlp_ratio, num_q
+        self.reads_block = reads_block if blocks else None
+        """Index of the base block whose input tokens the head reads (None: the final query embeddings only)."""
+        if blocks and (reads_block is None or num_q < 1):
+            raise ValueError("a head with blocks needs the base's query count and the block it reads")
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(blocks))
+        self.norm = nn.LayerNorm(width, eps=LN_EPS) if blocks else None
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 3))
 
-    def logits(self, queries: Tensor) -> Tensor:
-        return self.mlp(queries.float())
+    @classmethod
+    def from_base(cls, base: EoMT, hidden: int = 256, blocks: int = 0) -> AnomalyHead:
+        """A head on ``base`` whose ``blocks`` start as copies of the base's last blocks and final norm (only
+        blocks that carry the queries can be copied: at most ``base.num_blocks``)."""
+        c = base.config
+        if not 0 <= blocks <= c.num_blocks:
+            raise UserError(None, f"the head can copy 0..{c.num_blocks} of this EoMT's query blocks, not {blocks}")
+        depth = len(base.encoder.blocks)
+        head = cls(c.width, hidden, blocks, c.heads, c.mlp_ratio, c.num_q, depth - blocks)
+        for own, theirs in zip(head.blocks, base.encoder.blocks[depth - blocks :]):
+            own.load_state_dict(theirs.state_dict())
+        if head.norm is not None:
+            head.norm.load_state_dict(base.encoder.norm.state_dict())
+        return head
 
-    def forward(self, queries: Tensor, class_logits: Tensor | None = None) -> Tensor:
+    def describe(self) -> dict[str, Any]:
+        """What :func:`load_anomaly_heads` needs to rebuild the head."""
+        return {"width": self.width, "hidden": self.hidden, "blocks": len(self.blocks), "heads": self.heads,
+                "mlp_ratio": self.mlp_ratio, "num_q": self.num_q, "reads_block": self.reads_block}  # fmt: skip
+
+    def embed(self, queries: Tensor, block_input: Tensor | None = None) -> Tensor:
+        """The embeddings the MLP reads: ``queries`` itself, or the head's blocks run on ``block_input``."""
+        if not len(self.blocks):
+            return queries
+        if block_input is None:
+            raise ValueError(f"this head runs its own blocks: it needs the tokens entering block {self.reads_block}")
+        x = block_input.float()
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)[:, : self.num_q]
+
+    def logits(self, queries: Tensor, block_input: Tensor | None = None) -> Tensor:
+        return self.mlp(self.embed(queries, block_input).float())
+
+    def forward(self, queries: Tensor, class_logits: Tensor | None = None, block_input: Tensor | None = None) -> Tensor:
         """Query head: P_q(anomaly) (B, Q)."""
-        return self.logits(queries).softmax(dim=-1)[..., ANOMALY]
+        return self.logits(queries, block_input).softmax(dim=-1)[..., ANOMALY]
 
 
 class RbaOEHead(nn.Module):
@@ -101,7 +151,7 @@ def save_anomaly_heads(
     meta = {
         "format": HEAD_FORMAT,
         "base": base,
-        "anomaly": None if head is None else {"width": head.width, "hidden": head.hidden},
+        "anomaly": None if head is None else head.describe(),
         "rba_oe": rba_oe is not None,
         "info": info or {},
     }
@@ -147,7 +197,7 @@ def load_anomaly_heads(path: str | Path, base_model: EoMT) -> dict[str, nn.Modul
         )
     heads: dict[str, nn.Module] = {}
     if meta.get("anomaly"):
-        head = AnomalyHead(int(meta["anomaly"]["width"]), int(meta["anomaly"]["hidden"]))
+        head = _rebuild_head(meta["anomaly"])
         head.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("anomaly.")})
         heads["anomaly"] = head.eval()
     if meta.get("rba_oe"):
@@ -158,6 +208,16 @@ def load_anomaly_heads(path: str | Path, base_model: EoMT) -> dict[str, nn.Modul
     if overrides:
         base_model.load_state_dict({**base_model.state_dict(), **overrides}, strict=True)
     return heads
+
+
+def _rebuild_head(described: dict[str, Any]) -> AnomalyHead:
+    """An untrained :class:`AnomalyHead` of the shape :meth:`AnomalyHead.describe` recorded (files written before
+    heads had blocks record only width and hidden)."""
+    blocks = int(described.get("blocks", 0))
+    return AnomalyHead(
+        int(described["width"]), int(described["hidden"]), blocks, int(described.get("heads", 1)),
+        float(described.get("mlp_ratio", 4.0)), int(described.get("num_q", 0)), described.get("reads_block"),
+    )  # fmt: skip
 
 
 def merge_into_checkpoint(head_path: str | Path, base_model: EoMT, dst: str | Path) -> Path:

@@ -129,6 +129,8 @@ class EoMTOutput:
     """(B, Q, C + 1) per prediction; the last column is no-object."""
     queries: Tensor
     """(B, Q, D) final-normed query embeddings of the last prediction."""
+    block_input: Tensor | None = None
+    """(B, Q + prefix + patches, D) tokens entering block ``keep_block_input`` when one was asked for."""
 
 
 class EoMT(nn.Module):
@@ -172,14 +174,18 @@ class EoMT(nn.Module):
         mask[:, : self.num_q, start:] = inside
         return mask[:, None]
 
-    def forward_all(self, x: Tensor, masked_attn: bool | None = None) -> EoMTOutput:
-        """Images (B, 3, H, W) in 0..255, H and W divisible by the patch -> every prediction and the queries."""
+    def forward_all(
+        self, x: Tensor, masked_attn: bool | None = None, keep_block_input: int | None = None
+    ) -> EoMTOutput:
+        """Images (B, 3, H, W) in 0..255, H and W divisible by the patch -> every prediction and the queries
+        (and the tokens entering block ``keep_block_input``, for heads that run copies of the last blocks)."""
         masked_attn = self.masked_attn if masked_attn is None else masked_attn
         x = (x - self.pixel_mean) / self.pixel_std
         x, grid = self.encoder.embed(x)
         blocks, first = self.encoder.blocks, len(self.encoder.blocks) - self.num_blocks
         probs = self.attn_mask_probs.tolist()
         mask_logits_per_layer, class_logits_per_layer = [], []
+        block_input = None
         for i, block in enumerate(blocks):
             if i == first:
                 x = torch.cat((self.q.weight[None].expand(x.shape[0], -1, -1), x), dim=1)
@@ -196,11 +202,13 @@ class EoMT(nn.Module):
                     class_logits_per_layer.append(class_logits)
                     if disable_prob is None or disable_prob > 0:  # at 0 every mask would be switched off
                         mask = self._attn_mask(mask_logits, grid, x.shape[1], disable_prob)
+            if i == keep_block_input:
+                block_input = x
             x = block(x, mask)
         mask_logits, class_logits, queries = self._predict(self.encoder.norm(x), grid)
         mask_logits_per_layer.append(mask_logits)
         class_logits_per_layer.append(class_logits)
-        return EoMTOutput(mask_logits_per_layer, class_logits_per_layer, queries)
+        return EoMTOutput(mask_logits_per_layer, class_logits_per_layer, queries, block_input)
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Images (B, 3, H, W) in 0..255 -> (mask logits per prediction, class logits per prediction)."""

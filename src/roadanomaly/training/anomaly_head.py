@@ -101,7 +101,7 @@ def train_anomaly_head(
     cache_s, data = 0.0, samples
     if config.use_cache:
         start = time.perf_counter()
-        data = QueryCache(base, samples, module.costs, batch_size=8)
+        data = QueryCache(base, samples, module.costs, batch_size=8, keep_block_input=module.head.reads_block)
         cache_s = time.perf_counter() - start
     train_s = fit(module, data, config, output, progress)
     module.eval()
@@ -109,7 +109,8 @@ def train_anomaly_head(
         probe = data.collate(list(range(min(len(data), 64)))) if isinstance(data, QueryCache) else None
         final = {k: float(v) for k, v in module.losses(probe).items()} if probe is not None else {}
     info: dict[str, Any] = {"samples": len(samples), "outliers": list(config.outliers), "epochs": config.epochs,
-                            "cached": config.use_cache, "train": list(config.train)}  # fmt: skip
+                            "cached": config.use_cache, "train": list(config.train),
+                            "head_blocks": config.head_blocks}  # fmt: skip
     heads = save_anomaly_heads(output / HEAD_FILE, identity, module.head, module.rba_oe, module.base_overrides(), info)
     record = {**info, "cache_s": round(cache_s, 2), "train_s": round(train_s, 2), "final_losses": final}
     (output / "training.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -38,6 +38,11 @@ class AnomalyHeadTrainConfig(YamlConfig):
     num_points: int = 1024
     """Pixels per sample at which masks and targets are read (matching, RbA loss)."""
     hidden: int = 256
+    head_blocks: int = 0
+    """Copies of the base's last query blocks the head runs before its MLP (0: the MLP reads the final query
+    embeddings); the base itself stays frozen and its masks unchanged."""
+    head_block_lr: float = 1e-4
+    """Learning rate of those copies (the MLP learns at ``lr``)."""
     no_object_weight: float = 0.1
     anomaly_weight: float = 1.0
     """Weight of the anomaly class in the head's cross-entropy (normal and no-object stay 1 and no_object_weight)."""
@@ -75,6 +80,8 @@ class AnomalyHeadTrainConfig(YamlConfig):
             raise UserError(None, f"unknown trainable part {unknown[0]!r} (choose from {', '.join(TRAINABLE_PARTS)})")
         if self.cached and self.train:
             raise UserError(None, "the cached path needs a frozen base (drop cached or the trainable parts)")
+        if self.head_blocks < 0:
+            raise UserError(None, f"head_blocks must be 0 or more, not {self.head_blocks}")
         if self.copies < 1 or self.epochs < 1 or self.batch_size < 1 or self.num_points < 1:
             raise UserError(None, "copies, epochs, batch_size and num_points must be positive")
 

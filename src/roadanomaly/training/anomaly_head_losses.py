@@ -47,7 +47,7 @@ class QueryBatch:
     """``queries`` (B, Q, D), ``class_logits`` (B, Q, C + 1), ``point_logits`` (B, Q, P) final mask logits at the
     points, ``point_labels`` (B, P) 0 / 1 / 255; per sample ``point_targets`` (T, P), ``anomaly`` (T,) bool and
     ``classes`` (T,) train ids (-1 for pasted objects), and ``mask_costs`` (Q, T) from
-    :func:`mask_cost_matrices`."""
+    :func:`mask_cost_matrices`; ``block_input`` (B, N, D), the tokens a head with its own blocks reads (else None)."""
 
     queries: Tensor
     class_logits: Tensor
@@ -57,6 +57,7 @@ class QueryBatch:
     anomaly: list[Tensor]
     classes: list[Tensor]
     mask_costs: list[Tensor]
+    block_input: Tensor | None = None
 
 
 def mask_cost_matrices(batch_point_logits: Tensor, point_targets: list[Tensor], costs: MatchCosts) -> list[Tensor]:

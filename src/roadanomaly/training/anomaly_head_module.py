@@ -51,11 +51,14 @@ def read_at(maps: Tensor, coords: Tensor) -> Tensor:
     return F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)[..., 0]
 
 
-def query_batch(base: EoMT, samples: list[PastedSample], costs: MatchCosts) -> QueryBatch:
-    """One forward pass of ``base`` over the samples' images -> their :class:`QueryBatch`."""
+def query_batch(
+    base: EoMT, samples: list[PastedSample], costs: MatchCosts, keep_block_input: int | None = None
+) -> QueryBatch:
+    """One forward pass of ``base`` over the samples' images -> their :class:`QueryBatch` (with the tokens
+    entering block ``keep_block_input`` when given)."""
     device = next(base.parameters()).device
     images = torch.stack([s.image for s in samples]).to(device)
-    out = base.forward_all(images)
+    out = base.forward_all(images, keep_block_input=keep_block_input)
     coords = torch.stack([s.coords for s in samples]).to(device)
     point_logits = read_at(out.mask_logits[-1], coords)
     point_targets = [s.point_targets.to(device) for s in samples]
@@ -68,6 +71,7 @@ def query_batch(base: EoMT, samples: list[PastedSample], costs: MatchCosts) -> Q
         anomaly=[s.anomaly.to(device) for s in samples],
         classes=[s.classes.to(device) for s in samples],
         mask_costs=mask_cost_matrices(point_logits, point_targets, costs),
+        block_input=out.block_input,
     )
 
 
@@ -76,8 +80,10 @@ class QueryCache(Dataset):
     indices and :meth:`collate` assembles batches."""
 
     def __init__(self, base: EoMT, samples: Dataset, costs: MatchCosts, batch_size: int = 8,
-                 dtype: torch.dtype = torch.float32, progress: Any = None) -> None:  # fmt: skip
-        parts: dict[str, list[Any]] = {k: [] for k in ("queries", "class_logits", "point_logits", "point_labels")}
+                 dtype: torch.dtype = torch.float32, progress: Any = None,
+                 keep_block_input: int | None = None) -> None:  # fmt: skip
+        names = ("queries", "class_logits", "point_logits", "point_labels", "block_input")
+        parts: dict[str, list[Any]] = {k: [] for k in names}
         self.point_targets: list[Tensor] = []
         self.anomaly: list[Tensor] = []
         self.classes: list[Tensor] = []
@@ -86,8 +92,10 @@ class QueryCache(Dataset):
         with torch.no_grad():
             for start in range(0, len(samples), batch_size):
                 chunk = [samples[i] for i in range(start, min(len(samples), start + batch_size))]
-                qb = query_batch(base, chunk, costs)
+                qb = query_batch(base, chunk, costs, keep_block_input)
                 parts["queries"].append(qb.queries.to("cpu", dtype))
+                if qb.block_input is not None:
+                    parts["block_input"].append(qb.block_input.to("cpu", dtype))
                 parts["class_logits"].append(qb.class_logits.float().cpu())
                 parts["point_logits"].append(qb.point_logits.to("cpu", dtype))
                 parts["point_labels"].append(qb.point_labels.cpu())
@@ -100,6 +108,7 @@ class QueryCache(Dataset):
         self.queries, self.class_logits, self.point_logits, self.point_labels = (
             torch.cat(parts[k]) for k in ("queries", "class_logits", "point_logits", "point_labels")
         )
+        self.block_input = torch.cat(parts["block_input"]) if parts["block_input"] else None
 
     def __len__(self) -> int:
         return len(self.anomaly)
@@ -109,6 +118,7 @@ class QueryCache(Dataset):
 
     def nbytes(self) -> int:
         tensors = [self.queries, self.class_logits, self.point_logits, self.point_labels, *self.point_targets]
+        tensors += [] if self.block_input is None else [self.block_input]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def collate(self, indices: list[int]) -> QueryBatch:
@@ -122,6 +132,7 @@ class QueryCache(Dataset):
             anomaly=[self.anomaly[i] for i in indices],
             classes=[self.classes[i] for i in indices],
             mask_costs=[self.mask_costs[i] for i in indices],
+            block_input=None if self.block_input is None else self.block_input[idx].float(),
         )
 
 
@@ -137,7 +148,9 @@ class AnomalyHeadModule(L.LightningModule):
         self.base_trainable = trainable_base_parameters(base, config.train, config.last_blocks)
         for p in self.base_trainable.values():
             p.requires_grad_(True)
-        self.head = AnomalyHead(base.config.width, config.hidden)
+        self.head = AnomalyHead.from_base(base, config.hidden, config.head_blocks)
+        for p in self.head.parameters():
+            p.requires_grad_(True)
         self.rba_oe = RbaOEHead(base.class_head) if config.baseline else None
         self.costs = MatchCosts(mask=config.cost_mask, cls=config.cost_class, dice=config.cost_dice)
 
@@ -150,7 +163,7 @@ class AnomalyHeadModule(L.LightningModule):
         if isinstance(batch, QueryBatch):
             return batch
         with torch.set_grad_enabled(bool(self.base_trainable) and torch.is_grad_enabled()):
-            return query_batch(self.base, batch, self.costs)
+            return query_batch(self.base, batch, self.costs, self.head.reads_block)
 
     def losses(self, batch: QueryBatch | list[PastedSample]) -> dict[str, Tensor]:
         """``{"head": ..., "pixel": ..., "rba_oe": ..., "class": ..., "mask": ..., "loss": total}`` (terms that
@@ -158,7 +171,7 @@ class AnomalyHeadModule(L.LightningModule):
         c = self.config
         qb = self.queries_of(batch)
         out: dict[str, Tensor] = {}
-        head_logits = self.head.logits(qb.queries)
+        head_logits = self.head.logits(qb.queries, qb.block_input)
         out["head"], matches = head_loss(head_logits, qb, self.costs, c.no_object_weight, c.anomaly_weight)
         if c.pixel_weight:
             out["pixel"] = c.pixel_weight * pixel_anomaly_loss(head_logits, qb.point_logits, qb.point_labels)
@@ -182,7 +195,10 @@ class AnomalyHeadModule(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.config
-        groups = [{"params": list(self.head.parameters()), "lr": c.lr}]
+        groups = [{"params": list(self.head.mlp.parameters()), "lr": c.lr}]
+        own_blocks = [p for n, p in self.head.named_parameters() if not n.startswith("mlp.")]
+        if own_blocks:
+            groups.append({"params": own_blocks, "lr": c.head_block_lr})
         if self.rba_oe is not None:
             groups.append({"params": list(self.rba_oe.parameters()), "lr": c.baseline_lr})
         if self.base_trainable:
