@@ -101,7 +101,10 @@ class Decoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:
             x = layer(x)
-        return self.output_conv(x)
+        # Channels-last input: on CPU the NCHW transposed convolution unfolds through a buffer as large as its
+        # output (+300 MB at 1024x2048) and takes 3x longer; the channels-last one computes the same numbers.
+        # The logits come out channels-last (strides only: same shape and values).
+        return self.output_conv(x.contiguous(memory_format=torch.channels_last))
 
 
 class ERFNet(nn.Module):
