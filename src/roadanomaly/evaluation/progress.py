@@ -95,7 +95,7 @@ def _pack(tensor: Tensor) -> Tensor | dict[str, Any]:
         index = tensor.nonzero().flatten()
         if index.numel() * 2 < tensor.numel():
             return {"sparse_length": tensor.numel(), "index": index, "values": tensor[index]}
-    return tensor.clone()
+    return tensor  # written at once by the caller: no copy needed (state_dict() already made one)
 
 
 def _unpack(value: Tensor | dict[str, Any]) -> Tensor:
