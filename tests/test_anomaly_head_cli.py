@@ -63,10 +63,17 @@ def test_train_anomaly_head_cli_then_evaluate(world, capsys) -> None:
 def test_no_baseline_and_errors(world, tmp_path, capsys) -> None:
     root, base = world
     args = parse(["anomaly-head", "--base", str(base), "--data", str(root / "synth" / "cityscapes"),
-                  "--output", str(tmp_path), "--epochs", "1", "--no-baseline", "--no-cache", "--quiet"])
+                  "--output", str(tmp_path), "--epochs", "1", "--no-baseline", "--no-cache", "--head-blocks", "1",
+                  "--quiet"])  # fmt: skip
     assert args.run(args) == 0
-    assert set(load_anomaly_heads(tmp_path / "anomaly_head.safetensors", load_eomt(base))) == {"anomaly"}
+    heads = load_anomaly_heads(tmp_path / "anomaly_head.safetensors", load_eomt(base))
+    assert set(heads) == {"anomaly"} and len(heads["anomaly"].blocks) == 1 and heads["anomaly"].reads_block == 1
     capsys.readouterr()
+    assert main(["train", "anomaly-head", "--base", str(base), "--data", str(root / "synth" / "cityscapes"),
+                 "--output", str(tmp_path / "x"), "--head-blocks", "2", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "roadanomaly: error: the head can copy 0..1 of this EoMT's query blocks, not 2\n"
+    )
     assert main(["train", "anomaly-head", "--data", str(root)]) == 2
     assert capsys.readouterr().err == (
         "roadanomaly: error: no base model: give --base EOMT or 'base:' in the --config file\n"
