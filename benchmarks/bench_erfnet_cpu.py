@@ -4,7 +4,9 @@
         [--repeats 15] [--warmup 2] [--threads N] [--weights erfnet.pth]
 
 Paths (the network alone, on a float batch already in [0, 1]):
-  eager             plain eager PyTorch: ``model.eval()`` under ``torch.no_grad()`` (the baseline)
+  eager             plain eager PyTorch as the reference ERFNet code runs it, every layer NCHW: ``model.eval()``
+                    under ``torch.no_grad()`` (the baseline)
+  shipped           our ERFNet module as shipped (its final transposed convolution on channels-last input)
   inference-mode    the same under ``torch.inference_mode()``
   folded-bn         batch norms folded into the convolutions (``fuse_erfnet(model, channels_last=False)``)
   folded-bn+cl      folded batch norms and channels-last memory (``fuse_erfnet(model)``)
@@ -18,6 +20,7 @@ non-trivial batch-norm statistics (as a trained model has).
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -44,6 +47,26 @@ def random_erfnet(seed: int = 0) -> ERFNet:
                 m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
     return model.eval()
+
+
+class _NCHWDecoder(nn.Module):
+    """The decoder as the reference code computes it: every layer, the final transposed convolution too, NCHW."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.inner = decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.inner.layers:
+            x = layer(x)
+        return self.inner.output_conv(x)
+
+
+def reference_layout(model: ERFNet) -> ERFNet:
+    """A copy of ``model`` running the reference ERFNet's NCHW decoder (same weights)."""
+    plain = copy.deepcopy(model)
+    plain.decoder = _NCHWDecoder(plain.decoder)
+    return plain
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     paths = {
-        "eager": no_grad(model),
+        "eager": no_grad(reference_layout(model)),
+        "shipped": no_grad(model),
         "inference-mode": inference(model),
         "folded-bn": inference(fuse_erfnet(model, channels_last=False)),
         "folded-bn+cl": inference(fuse_erfnet(model)),
