@@ -16,7 +16,7 @@ stored tensors; the losses cannot tell the difference.
   cross-entropy against pasted (1) / inlier (0) pixels. The query-level cross-entropy alone cannot see that a query
   it calls Normal also covers pasted pixels, or that a query it calls Anomaly spills over the road; this term scores
   what the evaluation scores. Off by default (with an MLP-only head it fitted the pasted outliers better and the
-  SynthRoads test families worse); the SynthRoads recipes, whose heads run their own blocks, weight it 1.
+  SynthRoads test families worse); the SynthRoads recipe, whose head runs its own blocks, weights it 1.
 - With trainable mask parameters: BCE and dice of the head's matched masks at the same points.
 """
 
