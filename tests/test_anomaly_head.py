@@ -20,6 +20,7 @@ from roadanomaly.models.anomaly_head import (
     base_identity,
     load_anomaly_heads,
     merge_into_checkpoint,
+    read_anomaly_heads,
     save_anomaly_heads,
 )
 from roadanomaly.models.eomt import EoMT, EoMTConfig
@@ -207,6 +208,22 @@ def test_a_head_with_blocks_round_trips_and_scores_through_the_predictor(tmp_pat
     loaded = load_anomaly_heads(path, other)["anomaly"]
     assert loaded.reads_block == 2 and len(loaded.blocks) == 1
     torch.testing.assert_close(anomaly_map(loaded), changed, rtol=0, atol=0)
+
+
+def test_a_head_file_from_before_head_blocks_loads_as_an_mlp_head(tmp_path) -> None:
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    base, head = tiny_base(), AnomalyHead(32, 16)
+    path = save_anomaly_heads(tmp_path / "h.safetensors", base_identity(base), head)
+    meta = read_anomaly_heads(path)[0]
+    meta["anomaly"] = {"width": 32, "hidden": 16}  # all that files recorded before heads had blocks
+    save_file(load_file(str(path)), str(path), metadata={"roadanomaly": json.dumps(meta)})
+    loaded = load_anomaly_heads(path, base)["anomaly"]
+    assert len(loaded.blocks) == 0 and loaded.reads_block is None
+    q = torch.randn(2, 6, 32)
+    torch.testing.assert_close(loaded(q), head(q), rtol=0, atol=0)
 
 
 def test_fine_tuned_base_parameters_travel_and_merge(tmp_path) -> None:
