@@ -82,8 +82,8 @@ class QueryCache(Dataset):
     def __init__(self, base: EoMT, samples: Dataset, costs: MatchCosts, batch_size: int = 8,
                  dtype: torch.dtype = torch.float32, progress: Any = None,
                  keep_block_input: int | None = None) -> None:  # fmt: skip
-        names = ("queries", "class_logits", "point_logits", "point_labels", "block_input")
-        parts: dict[str, list[Any]] = {k: [] for k in names}
+        parts: dict[str, list[Any]] = {k: [] for k in ("queries", "class_logits", "point_logits", "point_labels")}
+        block_inputs: list[Tensor] = []
         self.point_targets: list[Tensor] = []
         self.anomaly: list[Tensor] = []
         self.classes: list[Tensor] = []
@@ -95,7 +95,7 @@ class QueryCache(Dataset):
                 qb = query_batch(base, chunk, costs, keep_block_input)
                 parts["queries"].append(qb.queries.to("cpu", dtype))
                 if qb.block_input is not None:
-                    parts["block_input"].append(qb.block_input.to("cpu", dtype))
+                    block_inputs.append(qb.block_input.to("cpu", dtype))
                 parts["class_logits"].append(qb.class_logits.float().cpu())
                 parts["point_logits"].append(qb.point_logits.to("cpu", dtype))
                 parts["point_labels"].append(qb.point_labels.cpu())
@@ -108,7 +108,7 @@ class QueryCache(Dataset):
         self.queries, self.class_logits, self.point_logits, self.point_labels = (
             torch.cat(parts[k]) for k in ("queries", "class_logits", "point_logits", "point_labels")
         )
-        self.block_input = torch.cat(parts["block_input"]) if parts["block_input"] else None
+        self.block_input = torch.cat(block_inputs) if block_inputs else None
 
     def __len__(self) -> int:
         return len(self.anomaly)
@@ -148,9 +148,7 @@ class AnomalyHeadModule(L.LightningModule):
         self.base_trainable = trainable_base_parameters(base, config.train, config.last_blocks)
         for p in self.base_trainable.values():
             p.requires_grad_(True)
-        self.head = AnomalyHead.from_base(base, config.hidden, config.head_blocks)
-        for p in self.head.parameters():
-            p.requires_grad_(True)
+        self.head = AnomalyHead.from_base(base, config.hidden, config.head_blocks)  # new parameters: trainable
         self.rba_oe = RbaOEHead(base.class_head) if config.baseline else None
         self.costs = MatchCosts(mask=config.cost_mask, cls=config.cost_class, dice=config.cost_dice)
 
