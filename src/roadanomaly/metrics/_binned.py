@@ -8,8 +8,10 @@ refined ones.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -48,6 +50,17 @@ def warmup_pixels(bits: int) -> int:
     return min(WARMUP, 1 << (bits + 2))
 
 
+def lazy_zeros(size: int) -> Tensor:
+    """An int64 tensor of zeros whose memory is touched only where it is written.
+
+    The memory is an anonymous mapping: fresh pages from the operating system, zero until written and not resident
+    until then (``torch.zeros`` writes, and so faults in, every page, and a heap block reused from the allocator
+    must be cleared). A histogram whose refined sub-bins are mostly never reached thus holds, and costs the time
+    of, only the pages its pixels reach. The tensor keeps the mapping alive; copies of it are ordinary tensors.
+    """
+    return torch.from_numpy(np.frombuffer(mmap.mmap(-1, max(size, 1) * 8), dtype=np.int64)[:size])
+
+
 def state_bytes(bits: int) -> int:
     """The most memory a state of ``bits`` holds: its refined histogram (two labels x ``2**(bits + 1)`` int64
     entries) plus its held-back pixels (float32 score + uint8 label each)."""
@@ -73,7 +86,7 @@ class BinnedState:
         self.sub_bits = sub_bits_for(bits)
         self.capacity = self.num_bins >> self.sub_bits
         self.region = self.num_bins  # entries per label: the coarse bins, then (once refined) capacity slots
-        self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)
+        self.hist = lazy_zeros(2 * self.region + 1)
         self.precision = torch.zeros(INEXACT + 1, dtype=torch.int64)
         self.refined: Tensor | None = None  # None: not decided yet
         self._base: Tensor | None = None
@@ -390,7 +403,7 @@ class BinnedState:
         """Forget everything counted, and the choice of refined bins."""
         self._cells.clear()
         self.region = self.num_bins
-        self.hist = torch.zeros(2 * self.region + 1, dtype=torch.int64)
+        self.hist = lazy_zeros(2 * self.region + 1)
         self.precision.zero_()
         self.refined, self._base = None, None
         self._pending, self._pending_pixels = [], 0
@@ -504,7 +517,7 @@ class BinnedState:
         self.refined = refined.to(torch.int64).clone()
         region = self._region_for(refined)
         if region != self.region or not keep_counts:
-            hist = torch.zeros(2 * region + 1, dtype=torch.int64)
+            hist = lazy_zeros(2 * region + 1)
             if keep_counts:
                 width = min(region, self.region)
                 hist[:-1].view(2, region)[:, :width] = self.hist[:-1].view(2, self.region)[:, :width]
