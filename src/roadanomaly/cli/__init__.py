@@ -8,6 +8,7 @@ import sys
 
 from roadanomaly.errors import UserError
 from roadanomaly.evaluation.interrupts import EvaluationInterrupted
+from roadanomaly.runtime import retain_freed_memory
 
 SUBCOMMANDS: tuple[str, ...] = (
     "evaluate", "train", "demo", "synth", "convert", "report", "compare", "predict", "export", "benchmark"
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help()
         return 2
+    retain_freed_memory()
     try:
         return int(args.run(args) or 0)
     except UserError as error:
