@@ -126,3 +126,4 @@ def test_softmax_stats_in_blocks_of_rows_equal_one_pass(chunk_pixels):
     for name in ("total", "weighted"):
         np.testing.assert_allclose(getattr(blocks, name), getattr(whole, name), rtol=1e-6, atol=1e-6, err_msg=name)
     assert blocks.classes == 6
+

@@ -20,9 +20,9 @@ def retain_freed_memory(blocks_up_to: int = HEAP_BLOCKS_UP_TO, kept_free: int = 
     By default every block over 32 MiB (an image's logits, a network's activations) is a mapping of its own, and
     all its pages fault in again, zeroed by the kernel, each time it is allocated: an ERFNet evaluation at
     512x1024 took 2.3 million page faults for 100 images. Served from the heap, such blocks reuse the pages of
-    the previous image's (measured on 2 cores: an ERFNet evaluation at 512x1024 1.13x faster, a 56-row
-    sweep at 1024x2048 about 1.4x faster, at the price of a peak memory up to 0.5 GiB higher). The heap still hands back what lies free beyond ``kept_free`` at its top.
-    Returns whether the setting took (only glibc, on Linux, has it).
+    the previous image's (measured on 2 cores: an ERFNet evaluation at 512x1024 1.13x faster, a 56-row sweep at
+    1024x2048 about 1.4x faster, its peak memory up to 0.5 GiB higher). The heap still hands back what lies free
+    beyond ``kept_free`` at its top. Returns whether the setting took (only glibc, on Linux, has it).
     """
     if not sys.platform.startswith("linux"):
         return False
