@@ -631,6 +631,21 @@ def test_pixel_counts_without_computing(mode):
     assert (only_inliers.pixels, only_inliers.anomaly_pixels) == (3, 0)
 
 
+def test_pixel_counts_read_off_the_cells_match_the_histogram_before_and_after_more_pixels():
+    rng = np.random.default_rng(5)
+    metric = AnomalyMetric("binned", bits=14)
+    labels = rng.choice(np.array([0, 1, 255], np.uint8), size=(2, 70_000), p=[0.7, 0.2, 0.1])
+    metric.update(rng.normal(size=70_000).astype(np.float32), labels[0])
+    metric._state.flush()
+    expected = (int((labels[0] != 255).sum()), int((labels[0] == 1).sum()))
+    assert (metric.pixels, metric.anomaly_pixels) == expected  # summed over the histogram
+    metric.compute()
+    metric.curves()
+    assert (metric.pixels, metric.anomaly_pixels) == expected  # read off the cells just made
+    metric.update(rng.normal(size=70_000).astype(np.float32), labels[1])  # the cells are stale now
+    assert (metric.pixels, metric.anomaly_pixels) == (int((labels != 255).sum()), int((labels == 1).sum()))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Curves, best F1 and histograms, against numpy / scikit-learn
 

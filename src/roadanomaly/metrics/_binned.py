@@ -390,6 +390,10 @@ class BinnedState:
 
     def pixel_counts(self) -> tuple[int, int]:
         """Valid and anomaly pixels counted so far, held-back pixels included."""
+        cells = self._cells.get(True, self._cells.get(False))
+        if cells is not None:  # read off the cells already made (summing the whole histogram reads all of it)
+            anomalies = int(cells.positives.sum())
+            return int(cells.negatives.sum()) + anomalies, anomalies
         valid = int(self.hist[:-1].sum())
         anomalies = int(self.hist[self.region : -1].sum())
         for _, labels, _ in self._pending:
