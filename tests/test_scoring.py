@@ -110,7 +110,7 @@ def test_void_anywhere_and_extreme_logits_match_scipy(void_channel, include_void
     assert all(bool(torch.isfinite(s).all()) for s in scores.values())
 
 
-@pytest.mark.parametrize("chunk_pixels", [1, 13, 40, 10**6])
+@pytest.mark.parametrize("chunk_pixels", [1, 13, 40, 56, 10**6])
 def test_softmax_stats_in_blocks_of_rows_equal_one_pass(chunk_pixels):
     """Blocks of rows (one row, several, a ragged last block, everything) give the same statistics (up to the
     order of float32 additions over the channels)."""
@@ -126,4 +126,3 @@ def test_softmax_stats_in_blocks_of_rows_equal_one_pass(chunk_pixels):
     for name in ("total", "weighted"):
         np.testing.assert_allclose(getattr(blocks, name), getattr(whole, name), rtol=1e-6, atol=1e-6, err_msg=name)
     assert blocks.classes == 6
-
