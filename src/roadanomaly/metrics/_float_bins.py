@@ -59,12 +59,3 @@ def coarse_bins(keys: Tensor, bits: int, out: Tensor) -> Tensor:
     """Coarse bins in ``[0, 2**bits)`` of int32 ``keys`` (see :func:`float_keys`), written into ``out``."""
     torch.bitwise_right_shift(keys, 32 - bits, out=out)
     return out.add_(zero_bin(bits))
-
-
-def sub_bins(keys: Tensor, bits: int, sub_bits: int, out: Tensor) -> Tensor:
-    """Sub-bins in ``[0, 2**sub_bits)`` of int32 ``keys`` within their coarse bins, written into ``out``."""
-    shift = 32 - bits - sub_bits
-    if shift:
-        torch.bitwise_right_shift(keys, shift, out=out)
-        return out.bitwise_and_((1 << sub_bits) - 1)
-    return torch.bitwise_and(keys, (1 << sub_bits) - 1, out=out)
