@@ -9,6 +9,7 @@ refined ones.
 from __future__ import annotations
 
 import mmap
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -43,6 +44,10 @@ INEXACT = 25
 _INT_BITS = {torch.bool: 1, torch.uint8: 8, torch.int8: 8, torch.int16: 16}
 _FLOAT_BITS = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24}
 UNDECIDED = -1
+
+
+_SCRATCH = threading.local()
+"""Per thread, the scratch buffers of the states' passes over pixels (see ``BinnedState._buffer``)."""
 
 
 def warmup_pixels(bits: int) -> int:
@@ -94,16 +99,17 @@ class BinnedState:
         self.warmup = warmup_pixels(bits)
         self._pending: list[tuple[Tensor, Tensor, bool]] = []
         self._pending_pixels = 0
-        self._scratch: dict[str, Tensor] = {}
         self._cells: dict[bool, Cells] = {}  # cells() by ``compact`` until the counts change
 
     # --- adding pixels --------------------------------------------------------------------------------------------
 
     def _buffer(self, name: str, size: int, dtype: torch.dtype) -> Tensor:
-        """A reusable scratch tensor of at least ``size`` elements (not part of the state)."""
-        buffer = self._scratch.get(name)
+        """A reusable scratch tensor of at least ``size`` elements (not part of the state), shared by every state
+        of the calling thread: a sweep of many states holds one set, not one each."""
+        scratch = _SCRATCH.__dict__.setdefault("buffers", {})
+        buffer = scratch.get((name, dtype))
         if buffer is None or buffer.numel() < size:
-            buffer = self._scratch[name] = torch.empty(size, dtype=dtype)
+            buffer = scratch[name, dtype] = torch.empty(size, dtype=dtype)
         return buffer[:size]
 
     def update(self, scores: Tensor, labels: Tensor, has_void: bool) -> None:
