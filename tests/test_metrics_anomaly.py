@@ -838,3 +838,21 @@ def test_cells_are_read_once_until_the_counts_change():
     metric.reset()
     with pytest.raises(ValueError):
         metric.compute()
+
+
+def test_states_fed_in_turn_count_as_states_fed_alone():
+    """States share their scratch buffers: feeding two in turn, slice sizes apart, changes nothing."""
+    rng = np.random.default_rng(11)
+    data = [(rng.normal(size=n).astype(dtype), rng.choice(np.array([0, 1, 255], np.uint8), size=n))
+            for n, dtype in ((90_000, np.float32), (150_001, np.float64), (70_000, np.float32))]
+    alone = [AnomalyMetric(bits=14), AnomalyMetric(bits=16)]
+    for metric in alone:
+        for scores, labels in data:
+            metric.update(scores * (1 + metric.bits), labels)
+    in_turn = [AnomalyMetric(bits=14), AnomalyMetric(bits=16)]
+    for scores, labels in data:
+        for metric in in_turn:
+            metric.update(scores * (1 + metric.bits), labels)
+    for a, b in zip(alone, in_turn):
+        for key, value in a.state_dict().items():
+            assert torch.equal(value, b.state_dict()[key]), key
