@@ -149,7 +149,7 @@ class BinnedState:
         """Add pixels to the histogram with the refined bins decided (``self._base`` built).
 
         In numpy, over slices of ``COUNT_SLICE`` pixels: its operations never start parallel regions and cost a
-        fraction of torch's per-call overhead, which at the ~12 operations of a slice was a fifth of the time.
+        fraction of torch's per-call overhead (at ~12 operations a slice: 16 % less time at 512x1024).
         """
         if self._base is None:
             self._count_coarse(scores, labels, has_void)
