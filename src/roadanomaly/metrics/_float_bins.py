@@ -16,8 +16,7 @@ in the first sub-bin of bin ``C`` (with the positive ones): those two cells are 
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import numpy as np
 
 MIN_BITS = 12
 MAX_BITS = 22  # a refined state holds 2 * 2**bits entries per label: label 255 (void) * that + entry fits int32
@@ -47,15 +46,17 @@ def significant_bits(bits: int) -> int:
     return bits - 8
 
 
-def float_keys(values: Tensor, out: Tensor, scratch: Tensor) -> Tensor:
+def float_keys(values: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
     """Write the order-preserving int32 keys of float32 ``values`` (read only) into ``out``, using int32 ``scratch``."""
-    bits = values.view(torch.int32)
-    torch.bitwise_right_shift(bits, 31, out=scratch)  # -1 where negative, else 0
+    bits = values.view(np.int32)
+    np.right_shift(bits, 31, out=scratch)  # -1 where negative, else 0
     scratch &= 0x7FFFFFFF
-    return torch.bitwise_xor(bits, scratch, out=out)
+    return np.bitwise_xor(bits, scratch, out=out)
 
 
-def coarse_bins(keys: Tensor, bits: int, out: Tensor) -> Tensor:
-    """Coarse bins in ``[0, 2**bits)`` of int32 ``keys`` (see :func:`float_keys`), written into ``out``."""
-    torch.bitwise_right_shift(keys, 32 - bits, out=out)
-    return out.add_(zero_bin(bits))
+def coarse_bins(keys: np.ndarray, bits: int, out: np.ndarray) -> np.ndarray:
+    """Coarse bins in ``[0, 2**bits)`` of int32 ``keys`` (see :func:`float_keys`), written into ``out`` (any
+    integer dtype)."""
+    np.right_shift(keys, 32 - bits, out=out, dtype=out.dtype)
+    out += zero_bin(bits)
+    return out
