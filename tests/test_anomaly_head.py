@@ -333,3 +333,25 @@ def test_pixel_term_is_off_by_default_and_adds_to_the_loss_when_weighted() -> No
         without = AnomalyHeadModule(base, config(baseline=False)).losses(batch)
     assert set(with_pixel) == {"head", "pixel", "loss"} and set(without) == {"head", "loss"}
     assert float(with_pixel["loss"]) == pytest.approx(float(with_pixel["head"] + with_pixel["pixel"]))
+
+
+def test_a_head_reading_class_probabilities_scores_and_round_trips(tmp_path) -> None:
+    base = tiny_base()
+    head = AnomalyHead.from_base(base, 16, class_inputs=True)
+    assert head.class_inputs == 20 and head.mlp[0].in_features == 32 + 20
+    image = torch.randint(0, 256, (1, 3, CROP, CROP), dtype=torch.uint8)
+    anomaly = compute_scores(EoMTPredictor(base, query_heads={"anomaly": head})(image), ["anomaly"])["anomaly"]
+    with torch.no_grad():
+        out = base.forward_all(image.float())
+        masks = F.interpolate(out.mask_logits[-1], (CROP, CROP), mode="bilinear", align_corners=False).sigmoid()
+        inputs = torch.cat([out.queries, out.class_logits[-1].softmax(-1)], dim=-1)
+        expected = (head.mlp(inputs).softmax(-1)[..., 1][..., None, None] * masks).sum(1)
+    torch.testing.assert_close(anomaly, expected, rtol=1e-5, atol=1e-6)
+    path = save_anomaly_heads(tmp_path / "h.safetensors", base_identity(base), head)
+    loaded = load_anomaly_heads(path, tiny_base())["anomaly"]
+    q, logits = torch.randn(2, 6, 32), torch.randn(2, 6, 20)
+    assert loaded.class_inputs == 20
+    torch.testing.assert_close(loaded(q, logits), head(q, logits), rtol=0, atol=0)
+    assert (head(q, logits) - head(q, logits.flip(-1))).abs().max() > 1e-4  # it does read the class logits
+    with pytest.raises(ValueError, match="reads the base's 20 class logits per query, got None"):
+        head(q)

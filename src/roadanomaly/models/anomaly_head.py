@@ -1,8 +1,9 @@
 """EoMT-EXT: an anomaly head on the final query embeddings of a frozen EoMT, and the RbA-OE class head.
 
 - :class:`AnomalyHead`: MLP (D -> hidden -> 3, GELU) giving per query the logits [normal, anomaly, no-object],
-  optionally after its own copies of the base's last blocks; as a query head it returns softmax(.)[anomaly]
-  (B, Q), which the predictor turns into the ``anomaly`` map.
+  optionally after its own copies of the base's last blocks, optionally also reading the base's class
+  probabilities of the query; as a query head it returns softmax(.)[anomaly] (B, Q), which the predictor turns
+  into the ``anomaly`` map.
 - :class:`RbaOEHead`: a copy of the EoMT class head fine-tuned with RbA's outlier loss; as a query head it returns
   softmax(class'_q)[:, :, :C] (B, Q, C), the ``rba_oe`` map's weights.
 
@@ -19,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from roadanomaly.errors import UserError
@@ -38,14 +40,17 @@ class AnomalyHead(nn.Module):
     the queries they give: the base and its masks stay exactly as they were, while the head's queries may look at
     the patches again for what the frozen ones were never trained to keep. :meth:`from_base` copies the weights.
     The blocks attend without masks, as an EoMT whose masking was annealed away runs at inference.
+
+    With ``class_inputs`` > 0 (the base's C + 1 classes) the MLP also reads softmax(class logits) of each query as
+    the base predicts it: how sure the closed-set classifier is, whichever kind of object fills the mask.
     """
 
     def __init__(
         self, width: int, hidden: int = 256, blocks: int = 0, heads: int = 1, mlp_ratio: float = 4.0,
-        num_q: int = 0, reads_block: int | None = None,
+        num_q: int = 0, reads_block: int | None = None, class_inputs: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.width, self.hidden = width, hidden
+        self.width, self.hidden, self.class_inputs = width, hidden, class_inputs
         self.heads, self.mlp_ratio, self.num_q = heads, mlp_ratio, num_q
         self.reads_block = reads_block if blocks else None
         """Index of the base block whose input tokens the head reads (None: the final query embeddings only)."""
@@ -53,17 +58,19 @@ class AnomalyHead(nn.Module):
             raise ValueError("a head with blocks needs the base's query count and the block it reads")
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(blocks))
         self.norm = nn.LayerNorm(width, eps=LN_EPS) if blocks else None
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 3))
+        self.mlp = nn.Sequential(nn.Linear(width + class_inputs, hidden), nn.GELU(), nn.Linear(hidden, 3))
 
     @classmethod
-    def from_base(cls, base: EoMT, hidden: int = 256, blocks: int = 0) -> AnomalyHead:
+    def from_base(cls, base: EoMT, hidden: int = 256, blocks: int = 0, class_inputs: bool = False) -> AnomalyHead:
         """A head on ``base`` whose ``blocks`` start as copies of the base's last blocks and final norm (only
-        blocks that carry the queries can be copied: at most ``base.num_blocks``)."""
+        blocks that carry the queries can be copied: at most ``base.num_blocks``); ``class_inputs``: the MLP also
+        reads the base's class probabilities."""
         c = base.config
         if not 0 <= blocks <= c.num_blocks:
             raise UserError(None, f"the head can copy 0..{c.num_blocks} of this EoMT's query blocks, not {blocks}")
         depth = len(base.encoder.blocks)
-        head = cls(c.width, hidden, blocks, c.heads, c.mlp_ratio, c.num_q, depth - blocks)
+        head = cls(c.width, hidden, blocks, c.heads, c.mlp_ratio, c.num_q, depth - blocks,
+                   c.num_classes + 1 if class_inputs else 0)  # fmt: skip
         for own, theirs in zip(head.blocks, base.encoder.blocks[depth - blocks :]):
             own.load_state_dict(theirs.state_dict())
         if head.norm is not None:
@@ -73,7 +80,8 @@ class AnomalyHead(nn.Module):
     def describe(self) -> dict[str, Any]:
         """What :func:`load_anomaly_heads` needs to rebuild the head."""
         return {"width": self.width, "hidden": self.hidden, "blocks": len(self.blocks), "heads": self.heads,
-                "mlp_ratio": self.mlp_ratio, "num_q": self.num_q, "reads_block": self.reads_block}  # fmt: skip
+                "mlp_ratio": self.mlp_ratio, "num_q": self.num_q, "reads_block": self.reads_block,
+                "class_inputs": self.class_inputs}  # fmt: skip
 
     def embed(self, queries: Tensor, block_input: Tensor | None = None) -> Tensor:
         """The embeddings the MLP reads: ``queries`` itself, or the head's blocks run on ``block_input``."""
@@ -86,12 +94,20 @@ class AnomalyHead(nn.Module):
             x = block(x)
         return self.norm(x)[:, : self.num_q]
 
-    def logits(self, queries: Tensor, block_input: Tensor | None = None) -> Tensor:
-        return self.mlp(self.embed(queries, block_input).float())
+    def logits(self, queries: Tensor, block_input: Tensor | None = None, class_logits: Tensor | None = None) -> Tensor:
+        """(B, Q, 3) logits [normal, anomaly, no-object]; ``class_logits`` (B, Q, C + 1), the base's, when the head
+        reads class probabilities."""
+        x = self.embed(queries, block_input).float()
+        if self.class_inputs:
+            if class_logits is None or class_logits.shape[-1] != self.class_inputs:
+                got = None if class_logits is None else class_logits.shape[-1]
+                raise ValueError(f"this head reads the base's {self.class_inputs} class logits per query, got {got}")
+            x = torch.cat([x, class_logits.float().softmax(dim=-1)], dim=-1)
+        return self.mlp(x)
 
     def forward(self, queries: Tensor, class_logits: Tensor | None = None, block_input: Tensor | None = None) -> Tensor:
         """Query head: P_q(anomaly) (B, Q)."""
-        return self.logits(queries, block_input).softmax(dim=-1)[..., ANOMALY]
+        return self.logits(queries, block_input, class_logits).softmax(dim=-1)[..., ANOMALY]
 
 
 class RbaOEHead(nn.Module):
@@ -217,6 +233,7 @@ def _rebuild_head(described: dict[str, Any]) -> AnomalyHead:
     return AnomalyHead(
         int(described["width"]), int(described["hidden"]), blocks, int(described.get("heads", 1)),
         float(described.get("mlp_ratio", 4.0)), int(described.get("num_q", 0)), described.get("reads_block"),
+        int(described.get("class_inputs", 0)),
     )  # fmt: skip
 
 

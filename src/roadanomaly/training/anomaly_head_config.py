@@ -41,6 +41,8 @@ class AnomalyHeadTrainConfig(YamlConfig):
     head_blocks: int = 0
     """Copies of the base's last query blocks the head runs before its MLP (0: the MLP reads the final query
     embeddings); the base itself stays frozen and its masks unchanged."""
+    class_inputs: bool = False
+    """The head's MLP also reads the base's class probabilities of each query (C + 1 values) beside its embedding."""
     head_block_lr: float = 1e-4
     """Learning rate of those copies (the MLP learns at ``lr``)."""
     no_object_weight: float = 0.1

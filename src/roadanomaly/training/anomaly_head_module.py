@@ -148,7 +148,7 @@ class AnomalyHeadModule(L.LightningModule):
         self.base_trainable = trainable_base_parameters(base, config.train, config.last_blocks)
         for p in self.base_trainable.values():
             p.requires_grad_(True)
-        self.head = AnomalyHead.from_base(base, config.hidden, config.head_blocks)  # new parameters: trainable
+        self.head = AnomalyHead.from_base(base, config.hidden, config.head_blocks, config.class_inputs)  # trainable
         self.rba_oe = RbaOEHead(base.class_head) if config.baseline else None
         self.costs = MatchCosts(mask=config.cost_mask, cls=config.cost_class, dice=config.cost_dice)
 
@@ -169,7 +169,7 @@ class AnomalyHeadModule(L.LightningModule):
         c = self.config
         qb = self.queries_of(batch)
         out: dict[str, Tensor] = {}
-        head_logits = self.head.logits(qb.queries, qb.block_input)
+        head_logits = self.head.logits(qb.queries, qb.block_input, qb.class_logits)
         out["head"], matches = head_loss(head_logits, qb, self.costs, c.no_object_weight, c.anomaly_weight)
         if c.pixel_weight:
             out["pixel"] = c.pixel_weight * pixel_anomaly_loss(head_logits, qb.point_logits, qb.point_labels)
