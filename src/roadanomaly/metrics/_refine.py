@@ -13,6 +13,14 @@ TARGET_BOUND = 5e-5
 FPR95_BAND = 0.03
 
 
+def occupied_bins(counts: Tensor) -> Tensor:
+    """Indices of the columns of ``counts`` (two rows: in-distribution, anomaly) where either row is non-zero.
+
+    ``logical_or`` of the rows: a reduction over the 2-long first dimension (``any(0)``) is 1.6x slower over the
+    4 M columns of a 22-bit state."""
+    return torch.nonzero(torch.logical_or(counts[0], counts[1])).squeeze(1)
+
+
 def bins_to_refine(coarse: Tensor, zero: int, capacity: int) -> Tensor:
     """The coarse bins to refine (sorted), from ``coarse``: ``(2, bins)`` in-distribution and anomaly counts;
     ``zero`` is the bin of +0.0 (bin ``zero - 1``, holding -0.0, belongs with it).
@@ -24,7 +32,7 @@ def bins_to_refine(coarse: Tensor, zero: int, capacity: int) -> Tensor:
     fraction of the pixels (AUROC's share were the missing class spread like the present one).
     """
     nothing = torch.empty(0, dtype=torch.int64)
-    occupied = torch.nonzero(coarse.any(0)).squeeze(1).flip(0)  # from the highest score down
+    occupied = occupied_bins(coarse).flip(0)  # from the highest score down
     negatives, positives = coarse[:, occupied]
     below_zero = torch.nonzero(occupied == zero - 1).squeeze(1)
     if below_zero.numel() and bool((occupied == zero).any()):  # -0.0 and +0.0 are one cell: bin zero's
