@@ -856,3 +856,34 @@ def test_states_fed_in_turn_count_as_states_fed_alone():
     for a, b in zip(alone, in_turn):
         for key, value in a.state_dict().items():
             assert torch.equal(value, b.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("case", ["normal", "signed_zeros", "infinities", "one_value", "negative"])
+def test_refined_bins_chosen_from_the_scores_span_equal_those_from_every_bin(case):
+    """Choosing the refined bins reads only the coarse bins the held-back scores span: the same choice as reading
+    them all, whatever the scores (signed zeros at either end, infinities, a single value)."""
+    from roadanomaly.metrics._binned import BinnedState
+    from roadanomaly.metrics._float_bins import zero_bin
+    from roadanomaly.metrics._refine import bins_to_refine
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    scores = {
+        "normal": rng.normal(0.5, 0.01, n),
+        "signed_zeros": np.where(rng.random(n) < 0.5, -0.0, rng.exponential(1e-3, n)),
+        "infinities": np.concatenate([rng.normal(size=n - 2), [np.inf, -np.inf]]),
+        "one_value": np.full(n, 0.25),
+        "negative": -rng.exponential(2.0, n) - 0.0,
+    }[case].astype(np.float32)
+    labels = (rng.random(n) < 0.2).astype(np.uint8)
+    state = BinnedState(14)
+    state.update(torch.from_numpy(scores), torch.from_numpy(labels), False)
+    pending = list(state._pending)
+    for s, lab, void in pending:
+        state._count_coarse(s, lab, void)
+    first, stop = state._span_of(pending)
+    coarse = state._coarse()
+    assert not coarse[:, :first].any() and not coarse[:, stop:].any()
+    everything = bins_to_refine(coarse, zero_bin(14), state.capacity)
+    assert everything.numel() or case == "one_value"
+    assert torch.equal(bins_to_refine(coarse, zero_bin(14), state.capacity, (first, stop)), everything)

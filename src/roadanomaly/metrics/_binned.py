@@ -216,7 +216,7 @@ class BinnedState:
         pending, self._pending, self._pending_pixels = self._pending, [], 0
         for scores, labels, has_void in pending:  # coarse counts first: the refined bins are chosen from them
             self._count_coarse(scores, labels, has_void)
-        chosen = self._worth_refining()
+        chosen = self._worth_refining(self._span_of(pending))
         if chosen.numel() == 0:
             self._set_refined_layout(chosen)
             return
@@ -227,11 +227,24 @@ class BinnedState:
 
     # --- refinement -----------------------------------------------------------------------------------------------
 
-    def _worth_refining(self) -> Tensor:
-        """The coarse bins to refine, judged from the coarse counts alone (see ``_refine``)."""
+    def _worth_refining(self, span: tuple[int, int] | None = None) -> Tensor:
+        """The coarse bins to refine, judged from the coarse counts alone (see ``_refine``); ``span``: the coarse
+        bins ``[first, stop)`` that hold every pixel counted, when known."""
         if self._coarse_single():
             return torch.empty(0, dtype=torch.int64)
-        return bins_to_refine(self._coarse(), zero_bin(self.bits), self.capacity)
+        return bins_to_refine(self._coarse(), zero_bin(self.bits), self.capacity, span)
+
+    def _span_of(self, pending: list[tuple[Tensor, Tensor, bool]]) -> tuple[int, int]:
+        """The coarse bins ``[first, stop)`` of the held-back scores, widened by one bin each way (their least and
+        greatest may be +0.0 where -0.0 also occurs). Choosing the refined bins then reads only those: the first
+        read of a page of the histogram that no pixel reached maps it (~80 ms for the 64 MiB of 22-bit coarse
+        counts)."""
+        low = min(float(scores.min()) for scores, _, _ in pending)
+        high = max(float(scores.max()) for scores, _, _ in pending)
+        values = np.array([low, high], np.float32)
+        keys = float_keys(values, np.empty(2, np.int32), np.empty(2, np.int32))
+        first, last = coarse_bins(keys, self.bits, np.empty(2, np.int64)).tolist()
+        return max(0, first - 1), min(self.num_bins, last + 2)
 
     def _coarse_single(self) -> bool:
         """Whether every coarse cell can only hold equal scores (the inputs have few enough significant bits)."""

@@ -21,9 +21,10 @@ def occupied_bins(counts: Tensor) -> Tensor:
     return torch.nonzero(torch.logical_or(counts[0], counts[1])).squeeze(1)
 
 
-def bins_to_refine(coarse: Tensor, zero: int, capacity: int) -> Tensor:
+def bins_to_refine(coarse: Tensor, zero: int, capacity: int, span: tuple[int, int] | None = None) -> Tensor:
     """The coarse bins to refine (sorted), from ``coarse``: ``(2, bins)`` in-distribution and anomaly counts;
-    ``zero`` is the bin of +0.0 (bin ``zero - 1``, holding -0.0, belongs with it).
+    ``zero`` is the bin of +0.0 (bin ``zero - 1``, holding -0.0, belongs with it). ``span``: the bins
+    ``[first, stop)`` outside which every count is zero, when known (only they are read).
 
     Nothing when the error bounds of the coarse cells (``_curves.error_shares``) all stay within ``TARGET_BOUND``:
     refining costs cache misses on every pixel. Otherwise up to ``capacity`` bins with a share of the bounds, the
@@ -32,7 +33,8 @@ def bins_to_refine(coarse: Tensor, zero: int, capacity: int) -> Tensor:
     fraction of the pixels (AUROC's share were the missing class spread like the present one).
     """
     nothing = torch.empty(0, dtype=torch.int64)
-    occupied = occupied_bins(coarse).flip(0)  # from the highest score down
+    first, stop = span or (0, coarse.shape[1])
+    occupied = (occupied_bins(coarse[:, first:stop]) + first).flip(0)  # from the highest score down
     negatives, positives = coarse[:, occupied]
     below_zero = torch.nonzero(occupied == zero - 1).squeeze(1)
     if below_zero.numel() and bool((occupied == zero).any()):  # -0.0 and +0.0 are one cell: bin zero's
