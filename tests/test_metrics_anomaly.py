@@ -414,6 +414,16 @@ def test_state_dict_round_trip_and_resume(mode):
     resumed.update(scores[30_000:], labels[30_000:])
     assert resumed.compute() == whole
 
+    # copy=False gives the same values without copying; the default copy stays as it was while the metric counts on
+    metric.update(scores[30_000:40_000], labels[30_000:40_000])
+    own, copied = metric.state_dict(copy=False), metric.state_dict()
+    assert own.keys() == copied.keys() and all(torch.equal(own[k], copied[k]) for k in own)
+    metric.update(scores[40_000:], labels[40_000:])
+    assert any(not torch.equal(metric.state_dict()[k], copied[k]) for k in copied)
+    if mode == "binned":
+        assert own["hist"].data_ptr() == metric.state_dict(copy=False)["hist"].data_ptr()
+        assert copied["hist"].data_ptr() != own["hist"].data_ptr()
+
 
 def test_binned_state_size_does_not_depend_on_pixel_count(monkeypatch):
     """Once the refined bins are chosen, the state has a fixed size; before, it holds at most WARMUP pixels more."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from roadanomaly.metrics._binned import lazy_zeros, sparse_copy
+from roadanomaly.metrics._binned import lazy_zeros
 from roadanomaly.runtime import retain_freed_memory  # noqa: F401 - the subprocess imports it from here
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux-only")
@@ -60,15 +60,3 @@ def test_lazy_zeros_are_zero_writable_and_independent():
     del a
     assert int(copy.sum()) == 7
 
-
-def test_a_sparse_copy_equals_its_source_and_touches_only_the_pages_it_writes():
-    source = lazy_zeros(1 << 22)  # 32 MiB
-    source[[5, 70_000, (1 << 22) - 1]] = torch.tensor([3, -2, 9])
-    assert int(source.sum()) == 10  # the first read of a lazily zeroed page maps it: not the copy's doing
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    copy = sparse_copy(source)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert torch.equal(copy, source) and copy.dtype == torch.int64
-    source[5] += 1  # independent of its source
-    assert int(copy[5]) == 3
-    assert faults < 1024  # a clone writes all 8192 pages of the copy

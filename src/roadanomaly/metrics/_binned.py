@@ -67,17 +67,6 @@ def lazy_zeros(size: int) -> Tensor:
     return torch.from_numpy(np.frombuffer(mmap.mmap(-1, max(size, 1) * 8), dtype=np.int64)[:size])
 
 
-def sparse_copy(hist: Tensor) -> Tensor:
-    """A copy of a mostly-zero 1-D int64 ``hist`` in :func:`lazy_zeros` memory, written only at its non-zero entries.
-
-    ``clone()`` writes, and so faults in, every page of the copy (128 MiB for a 22-bit state, at every progress
-    save); this costs one read of ``hist`` for its non-zero entries and the pages they fall in."""
-    copy = lazy_zeros(hist.numel())
-    at = torch.nonzero(hist).squeeze(1)
-    copy[at] = hist[at]
-    return copy
-
-
 def state_bytes(bits: int) -> int:
     """The most memory a state of ``bits`` holds: its refined histogram (two labels x ``2**(bits + 1)`` int64
     entries) plus its held-back pixels (float32 score + uint8 label each)."""
@@ -486,20 +475,22 @@ class BinnedState:
             self.hist += other.hist
         else:
             copy = BinnedState(self.bits)
-            copy.hist, copy.region = sparse_copy(other.hist), other.region
+            copy.hist, copy.region = other.hist.clone(), other.region
             copy._set_refined_layout(other.refined)
             copy._set_refined(chosen)
             self.hist += copy.hist
 
-    def state_dict(self) -> dict[str, Tensor]:
-        """A copy of the state as plain tensors, held-back pixels included (at most ``WARMUP`` of them)."""
+    def state_dict(self, copy: bool = True) -> dict[str, Tensor]:
+        """The state as plain tensors, held-back pixels included (at most ``WARMUP`` of them): a copy, or with
+        ``copy=False`` the histogram itself (to be written out at once, before any more pixels: copying a 22-bit
+        state's 128 MiB faults in every page of the copy)."""
         if self._pending:
             pending_scores = torch.cat([scores for scores, _, _ in self._pending])
             pending_labels = torch.cat([labels for _, labels, _ in self._pending])
         else:
             pending_scores, pending_labels = torch.zeros(0), torch.zeros(0, dtype=torch.uint8)
         return {
-            "hist": sparse_copy(self.hist),
+            "hist": self.hist.clone() if copy else self.hist,
             "refined": self.refined.clone() if self.refined is not None else torch.tensor([UNDECIDED]),
             "precision": self.precision.clone(),
             "pending_scores": pending_scores,

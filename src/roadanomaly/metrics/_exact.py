@@ -67,10 +67,10 @@ class ExactState:
         self.scores.extend(other.scores)
         self.labels.extend(other.labels)
 
-    def state_dict(self) -> dict[str, Tensor]:
-        """A copy of the state as plain tensors."""
+    def state_dict(self, copy: bool = True) -> dict[str, Tensor]:
+        """The state as plain tensors (a copy; ``copy=False`` may share memory with the state)."""
         scores, labels = self._cat()
-        return {"scores": scores.clone(), "labels": labels.clone()}
+        return {"scores": scores.clone(), "labels": labels.clone()} if copy else {"scores": scores, "labels": labels}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Replace the state by one returned from :meth:`state_dict`."""

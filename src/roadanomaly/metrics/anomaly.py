@@ -158,9 +158,10 @@ class AnomalyMetric:
         self._state.merge(other._state)  # type: ignore[arg-type]
         return self
 
-    def state_dict(self) -> dict[str, Tensor]:
-        """The state as plain tensors (a copy), to save and later :meth:`load_state_dict`."""
-        return self._state.state_dict()
+    def state_dict(self, copy: bool = True) -> dict[str, Tensor]:
+        """The state as plain tensors (a copy), to save and later :meth:`load_state_dict`. ``copy=False`` returns
+        the state's own tensors where it can, for a caller that writes them out at once (a progress file)."""
+        return self._state.state_dict(copy)
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         """Replace the state by one from :meth:`state_dict` of a metric built with the same mode (and bits)."""
