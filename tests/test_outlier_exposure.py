@@ -203,26 +203,3 @@ def test_paste_config_errors() -> None:
         OutlierPaster([])
     with pytest.raises(UserError, match="bad outlier source 'synth:big'"):
         make_source("synth:big")
-
-
-def test_scene_cutouts_are_cut_from_the_inlier_images() -> None:
-    from roadanomaly.data.synthroads.outlier_cutouts import scene_cutout
-
-    flat = [np.full((40, 80, 3), (30, 140, 200), np.uint8), np.full((40, 80, 3), (90, 10, 60), np.uint8)]
-    rng = np.random.default_rng(3)
-    colours = set()
-    for _ in range(20):
-        cut = scene_cutout(rng, flat, size=24, shade_probability=0.0)
-        inside = cut.rgb[cut.alpha > 0]
-        assert len(inside) and (inside == inside[0]).all()  # one flat image, unshaded: its very colour
-        colours.add(tuple(int(v) for v in inside[0]))
-        assert cut.alpha[0].any() and cut.alpha[-1].any() and cut.alpha[:, 0].any() and cut.alpha[:, -1].any()
-    assert colours == {(30, 140, 200), (90, 10, 60)}
-    source = make_source("scene:24", flat)
-    sample = OutlierPaster([source], PasteConfig(probability=1.0, count=(2, 2))).paste(
-        np.zeros((64, 128, 3), np.uint8), np.zeros((64, 128), np.uint8), np.random.default_rng(0))
-    assert sample.instances.shape[0] >= 1
-    with pytest.raises(UserError, match="the scene outlier source needs inlier images to cut from"):
-        make_source("scene")
-    with pytest.raises(UserError, match="bad outlier source 'scene:x'"):
-        make_source("scene:x", flat)

@@ -22,9 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--data", help="Cityscapes-layout root of the inlier images")
     parser.add_argument(
         "--outliers", nargs="+", metavar="SOURCE",
-        help="outlier sources: synth (the SynthRoads outlier family, default), synth:SIZE, scene (its silhouettes "
-        "filled with crops of the inlier images), scene:SIZE, coco:ROOT, or a folder of RGBA cut-outs or images/ + "
-        "masks/ pairs",
+        help="outlier sources: synth (the SynthRoads outlier family, default), synth:SIZE, coco:ROOT, or a folder "
+        "of RGBA cut-outs or images/ + masks/ pairs",
     )  # fmt: skip
     parser.add_argument("--output", help="output folder (default runs/anomaly_head)")
     parser.add_argument("--config", type=Path, help="YAML file of settings (see configs/anomaly_head*.yaml)")

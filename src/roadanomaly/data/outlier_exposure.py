@@ -2,9 +2,7 @@
 
 Sources of objects (:func:`make_source` parses a command-line spelling):
 
-- ``synth`` / ``synth:SIZE``: the SynthRoads outlier family (:mod:`~roadanomaly.data.synthroads.outlier_cutouts`);
-- ``scene`` / ``scene:SIZE``: the same silhouettes filled with crops of the inlier training images themselves
-  (``scene_cutout``: pixels with the statistics of the images they are pasted into);
+- ``synth`` / ``synth:SEED``: the SynthRoads outlier family (:mod:`~roadanomaly.data.synthroads.outlier_cutouts`);
 - a folder of RGBA cut-outs (``*.png`` with an alpha channel) or of (image, instance mask) pairs
   (``images/<stem>.*`` + ``masks/<stem>.png``, every non-zero mask value one instance);
 - ``coco:ROOT``: COCO instance annotations (``ROOT/annotations/instances_<split>.json`` + ``ROOT/<split>/``),
@@ -33,7 +31,7 @@ from roadanomaly.data.io import read_image
 from roadanomaly.data.labels import IGNORE_INDEX
 from roadanomaly.data.synthroads.canvas import ensure_changed
 from roadanomaly.data.synthroads.classes import ROAD, SIDEWALK
-from roadanomaly.data.synthroads.outlier_cutouts import Cutout, scene_cutout, synth_cutout
+from roadanomaly.data.synthroads.outlier_cutouts import Cutout, synth_cutout
 from roadanomaly.errors import UserError
 
 VOID = IGNORE_INDEX
@@ -58,18 +56,6 @@ class SynthOutlierSource:
 
     def draw(self, rng: np.random.Generator) -> Cutout:
         return synth_cutout(rng, self.size)
-
-
-class SceneCutoutSource:
-    """Silhouettes filled with crops of ``images`` (the inlier training images), drawn at ``size`` pixels."""
-
-    def __init__(self, images: Sequence[np.ndarray], size: int = 96) -> None:
-        if not len(images):
-            raise UserError(None, "the scene outlier source needs inlier images to cut from")
-        self.images, self.size = images, size
-
-    def draw(self, rng: np.random.Generator) -> Cutout:
-        return scene_cutout(rng, self.images, self.size)
 
 
 def _crop_to_alpha(rgb: np.ndarray, alpha: np.ndarray) -> Cutout:
@@ -158,15 +144,13 @@ class CocoSource:
         return _crop_to_alpha(rgb, mask.astype(np.float32))
 
 
-def make_source(spec: str, inliers: Sequence[np.ndarray] = ()) -> OutlierSource:
-    """``synth``, ``synth:SIZE``, ``scene``, ``scene:SIZE`` (cut from ``inliers``), ``coco:ROOT`` or a folder
-    path -> a source."""
-    kind, _, size = spec.partition(":")
-    if kind in ("synth", "scene"):
+def make_source(spec: str) -> OutlierSource:
+    """``synth``, ``synth:SIZE``, ``coco:ROOT`` or a folder path -> a source."""
+    if spec == "synth" or spec.startswith("synth:"):
+        size = spec.partition(":")[2]
         if size and not size.isdigit():
-            raise UserError(None, f"bad outlier source {spec!r}: use {kind} or {kind}:SIZE (pixels)")
-        pixels = int(size) if size else 96
-        return SynthOutlierSource(pixels) if kind == "synth" else SceneCutoutSource(inliers, pixels)
+            raise UserError(None, f"bad outlier source {spec!r}: use synth or synth:SIZE (pixels)")
+        return SynthOutlierSource(int(size) if size else 96)
     if spec.startswith("coco:"):
         return CocoSource(spec[5:])
     return FolderSource(spec)

@@ -40,13 +40,12 @@ class HeadTrainResult:
     final_losses: dict[str, float]
 
 
-def paster_of(config: AnomalyHeadTrainConfig, inliers: list[np.ndarray] = ()) -> OutlierPaster:
-    """The paster of ``config``; ``inliers``, the training images, feed the ``scene`` source."""
+def paster_of(config: AnomalyHeadTrainConfig) -> OutlierPaster:
     paste = PasteConfig(
         probability=config.paste_probability, count=tuple(config.paste_count), height=tuple(config.paste_height),
         feather=config.feather, colour_match=config.colour_match,
     )  # fmt: skip
-    return OutlierPaster([make_source(s, inliers) for s in config.outliers], paste)
+    return OutlierPaster([make_source(s) for s in config.outliers], paste)
 
 
 def load_inliers(config: AnomalyHeadTrainConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -59,7 +58,7 @@ def load_inliers(config: AnomalyHeadTrainConfig) -> tuple[list[np.ndarray], list
 
 def pasted_set(config: AnomalyHeadTrainConfig, base: EoMT, images: list[np.ndarray], labels: list[np.ndarray]) -> PastedTrainSet:
     crop = min(base.config.img_size)
-    return PastedTrainSet(images, labels, paster_of(config, images), crop, config.num_points, config.copies, config.seed,
+    return PastedTrainSet(images, labels, paster_of(config), crop, config.num_points, config.copies, config.seed,
                           config.size)  # fmt: skip
 
 

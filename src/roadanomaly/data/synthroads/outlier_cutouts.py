@@ -11,15 +11,10 @@ cut-out combines
   darkened rims, an optional specular highlight, sensor grain and a slight blur.
 
 None of the silhouettes is an animal, a debris pile or a road obstacle of the test families.
-
-:func:`scene_cutout` fills the same silhouettes with a crop of an inlier image instead (CutPaste, Li et al.
-2021): objects whose pixels have exactly the statistics of the images they are pasted into, so that a model
-trained on them cannot flag an outlier by its rendering alone and must use its shape and its place in the scene.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -197,32 +192,6 @@ def synth_cutout(rng: np.random.Generator, size: int = 96) -> Cutout:
         part = _silhouette(rng, "blob", size).astype(bool)
         texture[part] = other[part]
     rgb = _photographic(rng, texture, mask)
-    ys, xs = np.nonzero(mask)
-    box = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
-    return Cutout(np.ascontiguousarray(rgb[box]), mask[box].astype(np.float32))
-
-
-def scene_cutout(
-    rng: np.random.Generator, images: Sequence[np.ndarray], size: int = 96, shade_probability: float = 0.5
-) -> Cutout:
-    """A silhouette filled with a crop of one of ``images`` (H, W, 3 uint8): a random square of 0.5 to 2 times
-    ``size`` (at most the image's height), resized to ``size``, mirrored half of the time; shaded as a solid object
-    (:func:`_photographic`) with probability ``shade_probability``. Cropped to the object's bounding box."""
-    if not len(images):
-        raise ValueError("scene cut-outs need at least one inlier image")
-    kind = str(rng.choice(SILHOUETTES))
-    mask = _silhouette(rng, kind, size)
-    if not mask.any():
-        cv2.circle(mask, (size // 2, size // 2), size // 3, 1, -1)
-    image = images[int(rng.integers(len(images)))]
-    h, w = image.shape[:2]
-    side = int(np.clip(size * rng.uniform(0.5, 2.0), 2, min(h, w)))
-    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-    crop = cv2.resize(np.ascontiguousarray(image[y : y + side, x : x + side]), (size, size),
-                      interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)  # fmt: skip
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    rgb = _photographic(rng, crop.astype(np.float32), mask) if rng.random() < shade_probability else crop
     ys, xs = np.nonzero(mask)
     box = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
     return Cutout(np.ascontiguousarray(rgb[box]), mask[box].astype(np.float32))
