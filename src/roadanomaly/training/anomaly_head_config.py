@@ -42,7 +42,9 @@ class AnomalyHeadTrainConfig(YamlConfig):
     """Copies of the base's last query blocks the head runs before its MLP (0: the MLP reads the final query
     embeddings); the base itself stays frozen and its masks unchanged."""
     class_inputs: bool = False
-    """The head's MLP also reads the base's class probabilities of each query (C + 1 values) beside its embedding."""
+    """The head's MLP also reads the base's class probabilities of each query (C + 1 values) beside its embedding.
+    Off in the recipes: on SynthRoads (29.8 % base, SynthRoads recipe) AuPRC 22.48 / 19.97 against 22.42 / 18.77
+    without, FPR95 59.5 / 67.5 against 56.2 / 58.4."""
     head_block_lr: float = 1e-4
     """Learning rate of those copies (the MLP learns at ``lr``)."""
     no_object_weight: float = 0.1
