@@ -355,3 +355,52 @@ def test_a_head_reading_class_probabilities_scores_and_round_trips(tmp_path) -> 
     assert (head(q, logits) - head(q, logits.flip(-1))).abs().max() > 1e-4  # it does read the class logits
     with pytest.raises(ValueError, match="reads the base's 20 class logits per query, got None"):
         head(q)
+
+
+def test_a_head_with_its_own_masks_starts_at_the_base_masks_and_draws_its_map_with_them(tmp_path) -> None:
+    base = tiny_base()
+    base.attn_mask_probs.zero_()
+    head = AnomalyHead.from_base(base, 16, blocks=1, masks=True)
+    image = torch.randint(0, 256, (1, 3, CROP, CROP), dtype=torch.uint8)
+    with torch.no_grad():
+        out = base.forward_all(image.float(), keep_block_input=head.reads_block)
+        weights, own = head(out.queries, None, out.block_input)
+        # copies of untouched blocks, mask head and upscaling give back the base's masks
+        torch.testing.assert_close(own, out.mask_logits[-1], rtol=1e-5, atol=1e-5)
+        head.mask_head[-1].bias.add_(torch.linspace(-2.0, 2.0, 32))
+        weights, own = head(out.queries, None, out.block_input)
+        assert (own - out.mask_logits[-1]).abs().max() > 1e-2
+        masks = F.interpolate(own, (CROP, CROP), mode="bilinear", align_corners=False).sigmoid()
+        expected = (weights[..., None, None] * masks).sum(1)
+    predictor = EoMTPredictor(base, query_heads={"anomaly": head})
+    assert "anomaly_mass" in predictor.spec.query_maps
+    scores = compute_scores(predictor(image), ["anomaly", "anomaly_norm"])
+    torch.testing.assert_close(scores["anomaly"], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scores["anomaly_norm"], expected / masks.sum(1), rtol=1e-5, atol=1e-6)
+    path = save_anomaly_heads(tmp_path / "h.safetensors", base_identity(base), head)
+    other = tiny_base()
+    other.attn_mask_probs.zero_()
+    loaded = load_anomaly_heads(path, other)["anomaly"]
+    assert loaded.own_masks and loaded.prefix == 5 and len(loaded.upscale) == base.config.num_upscale
+    for a, b in zip(loaded(out.queries, None, out.block_input), head(out.queries, None, out.block_input)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(UserError, match="head_masks needs head_blocks > 0"):
+        config(head_masks=True)
+
+
+def test_a_head_with_its_own_masks_learns_them_and_caches_like_the_full_path() -> None:
+    base = tiny_base()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    module = AnomalyHeadModule(base, config(head_blocks=1, head_masks=True, pixel_weight=1.0))
+    samples = tiny_samples()
+    cache = QueryCache(base, samples, module.costs, batch_size=3, keep_block_input=module.head.reads_block)
+    full = module.losses([samples[i] for i in (0, 3, 5)])
+    cached = module.losses(cache.collate([0, 3, 5]))
+    assert set(full) == {"head", "pixel", "head_mask", "rba_oe", "loss"}
+    for key in full:
+        torch.testing.assert_close(cached[key], full[key], rtol=1e-5, atol=1e-6)
+    cached["loss"].backward()
+    assert module.head.mask_head[0].weight.grad.abs().sum() > 0
+    assert module.head.upscale[0].conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in base.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in base.state_dict().items())

@@ -17,7 +17,7 @@ methods that rank pixels differently are offered (-max_c P_c would rank exactly 
 - ``noobject``:     sum_q sigmoid(mask_q) * softmax(class_q)[no-object]
 - ``eam``:          1 - sum_q sigmoid(mask_q) * max_k softmax(class_q)_k, k over the known classes  (EAM)
 - ``anomaly``:      sum_q sigmoid(mask_q) * P_q(anomaly)              (EoMT-EXT anomaly head)
-- ``anomaly_norm``: the same divided by sum_q sigmoid(mask_q)
+- ``anomaly_norm``: the same divided by sum_q sigmoid(mask_q) (of the masks ``anomaly`` was drawn with)
 - ``rba_oe``:       -sum_c tanh(P'_c), P' from a class head fine-tuned with RbA's outlier loss
 
 The query maps these read (``no_object``, ``max_class``, ``mask_mass``, ``anomaly``, ``rba_oe``) are made by the
@@ -172,7 +172,9 @@ class _Scorer:
         return 1.0 - self.query_map("max_class")
 
     def anomaly_norm(self) -> Tensor:
-        return self.query_map("anomaly") / self.query_map("mask_mass").clamp_min(1e-6)
+        """``anomaly`` over the mass of the masks it was drawn with (the head's own, where it has them)."""
+        mass = "anomaly_mass" if "anomaly_mass" in self.outputs.query_maps else "mask_mass"
+        return self.query_map("anomaly") / self.query_map(mass).clamp_min(1e-6)
 
     def rba_oe(self) -> Tensor:
         return -torch.tanh(self.query_map("rba_oe")).sum(dim=1)

@@ -10,6 +10,8 @@ crops go through the model in batches, and per window
     mask_mass(x)     = sum_q sigmoid(mask_q(x))
     <head name>(x)   = sum_q weight_q * sigmoid(mask_q(x))                 (weight_q from a query head: a number
                                                                            (B, Q) or a vector (B, Q, K) per query)
+    <head name>_mass(x) = sum_q sigmoid(mask'_q(x))  for a head that also gives its own masks mask'_q, with which
+                                                     its map is then drawn
 
 with mask logits bilinearly upsampled to the crop first. Windows are averaged where they overlap and the result is
 resized to the input size. Everything comes from one forward pass per window.
@@ -30,9 +32,13 @@ from roadanomaly.errors import UserError
 from roadanomaly.models.eomt import EoMT
 from roadanomaly.outputs import MASK, OutputSpec, PixelOutputs
 
-QueryHead = Callable[..., Tensor]
+QueryHead = Callable[..., Tensor | tuple[Tensor, Tensor]]
 """(query embeddings (B, Q, D), class logits (B, Q, C + 1)) -> per-query weights (B, Q) or (B, Q, K). A head with
-an integer attribute ``reads_block`` also gets, third, the tokens entering that block of the model."""
+an integer attribute ``reads_block`` also gets, third, the tokens entering that block of the model; one whose
+``own_masks`` is true returns (weights, its own mask logits (B, Q, h, w))."""
+
+MASS_SUFFIX = "_mass"
+"""``<head>_mass``: the mask mass of a head with its own masks (the built-in ``mask_mass`` is the model's)."""
 
 
 def _reads_block(head: QueryHead) -> int | None:
@@ -73,21 +79,32 @@ def per_pixel_maps(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Class scores (B, C, H, W) and query maps {name: (B, H, W)} at ``size`` from one window's predictions.
 
-    ``extra`` maps a name to per-query weights (B, Q) or vectors (B, Q, K); the built-in maps are always included.
+    ``extra`` maps a name to per-query weights (B, Q) or vectors (B, Q, K), or to (weights, own mask logits) for a
+    head with its own masks (its map then uses them, and ``<name>_mass`` is their sum); the built-in maps are
+    always included.
     """
-    masks = F.interpolate(mask_logits.float(), size=size, mode="bilinear", align_corners=False).sigmoid()
+    def upsampled(logits: Tensor) -> Tensor:
+        return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False).sigmoid()
+
+    masks = upsampled(mask_logits)
     probs = class_logits.float().softmax(dim=-1)
     class_scores = torch.einsum("bqhw,bqc->bchw", masks, probs[..., :-1])
     weights = {
         "no_object": probs[..., -1],
         "max_class": probs[..., :-1].max(dim=-1).values,
         "mask_mass": torch.ones_like(probs[..., -1]),
-        **(extra or {}),
     }
+    own: dict[str, Tensor] = {}
+    for name, value in (extra or {}).items():
+        if isinstance(value, tuple):
+            weights[name], own[name] = value[0], upsampled(value[1])
+        else:
+            weights[name] = value
     maps = {
-        name: torch.einsum("bqhw,bqk->bkhw" if w.dim() == 3 else "bqhw,bq->bhw", masks, w.float())
+        name: torch.einsum("bqhw,bqk->bkhw" if w.dim() == 3 else "bqhw,bq->bhw", own.get(name, masks), w.float())
         for name, w in weights.items()
     }
+    maps.update({name + MASS_SUFFIX: m.sum(dim=1) for name, m in own.items()})
     return class_scores, maps
 
 
@@ -136,7 +153,8 @@ class EoMTPredictor:
     @property
     def spec(self) -> OutputSpec:
         """Declared outputs: mask-classification class scores and the built-in and head query maps."""
-        return OutputSpec(MASK, query_maps=(*BUILTIN_MAPS, *self.query_heads))
+        own = [n + MASS_SUFFIX for n, h in self.query_heads.items() if getattr(h, "own_masks", False)]
+        return OutputSpec(MASK, query_maps=(*BUILTIN_MAPS, *self.query_heads, *own))
 
     def _autocast(self):
         if self.autocast is None:
@@ -179,7 +197,7 @@ class EoMTPredictor:
             for k, ((t, l, bt, r), i) in enumerate(part):
                 scores, maps = per_pixel_maps(
                     mask_logits[k : k + 1], class_logits[k : k + 1], (self.crop, self.crop),
-                    {n: w[k : k + 1] for n, w in extra.items()},
+                    {n: _window(w, k) for n, w in extra.items()},
                 )  # fmt: skip
                 class_sum[i, :, t:bt, l:r] += scores[0]
                 for name, m in maps.items():
@@ -192,6 +210,12 @@ class EoMTPredictor:
             class_scores=class_sum / count, query_maps={n: s / count for n, s in map_sums.items()}
         )
         return outputs.resized(size)
+
+
+def _window(weights: Tensor | tuple[Tensor, Tensor], k: int) -> Tensor | tuple[Tensor, Tensor]:
+    if isinstance(weights, tuple):
+        return tuple(t[k : k + 1] for t in weights)
+    return weights[k : k + 1]
 
 
 def predict_semantic(predictor: Callable[[Tensor], PixelOutputs], images: Tensor) -> Tensor:

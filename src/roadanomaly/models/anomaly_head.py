@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from roadanomaly.errors import UserError
-from roadanomaly.models.eomt import EoMT
+from roadanomaly.models.eomt import EoMT, ScaleBlock
 from roadanomaly.models.vit import LN_EPS, Block
 
 HEAD_FORMAT = "roadanomaly-eomt-anomaly-head"
@@ -43,14 +44,21 @@ class AnomalyHead(nn.Module):
 
     With ``class_inputs`` > 0 (the base's C + 1 classes) the MLP also reads softmax(class logits) of each query as
     the base predicts it: how sure the closed-set classifier is, whichever kind of object fills the mask.
+
+    With ``masks`` (needs blocks) the head also predicts its own masks from the tokens its blocks give, with copies
+    of the base's mask head and upscaling: the frozen masks were trained to cover the known classes and may spread
+    an unknown object over the road's or a car's query; the head's masks learn to cut it out. As a query head it
+    then returns (P_q(anomaly), its mask logits), and the predictor draws the ``anomaly`` map with those masks.
     """
 
     def __init__(
         self, width: int, hidden: int = 256, blocks: int = 0, heads: int = 1, mlp_ratio: float = 4.0,
-        num_q: int = 0, reads_block: int | None = None, class_inputs: int = 0,
+        num_q: int = 0, reads_block: int | None = None, class_inputs: int = 0, masks: bool = False,
+        prefix: int = 0, upscale: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
         self.width, self.hidden, self.class_inputs = width, hidden, class_inputs
+        self.prefix, self.upscale_blocks = prefix, upscale
         self.heads, self.mlp_ratio, self.num_q = heads, mlp_ratio, num_q
         self.reads_block = reads_block if blocks else None
         """Index of the base block whose input tokens the head reads (None: the final query embeddings only)."""
@@ -59,45 +67,86 @@ class AnomalyHead(nn.Module):
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(blocks))
         self.norm = nn.LayerNorm(width, eps=LN_EPS) if blocks else None
         self.mlp = nn.Sequential(nn.Linear(width + class_inputs, hidden), nn.GELU(), nn.Linear(hidden, 3))
+        self.own_masks = bool(masks)
+        """The head predicts its own masks (and returns them beside P_q(anomaly))."""
+        if masks and not blocks:
+            raise ValueError("a head with its own masks needs its own blocks (the patch tokens it reads)")
+        self.mask_head = _mask_mlp(width) if masks else None
+        self.upscale = nn.Sequential(*[ScaleBlock(width) for _ in range(upscale)]) if masks else None
 
     @classmethod
-    def from_base(cls, base: EoMT, hidden: int = 256, blocks: int = 0, class_inputs: bool = False) -> AnomalyHead:
+    def from_base(
+        cls, base: EoMT, hidden: int = 256, blocks: int = 0, class_inputs: bool = False, masks: bool = False
+    ) -> AnomalyHead:
         """A head on ``base`` whose ``blocks`` start as copies of the base's last blocks and final norm (only
         blocks that carry the queries can be copied: at most ``base.num_blocks``); ``class_inputs``: the MLP also
-        reads the base's class probabilities."""
+        reads the base's class probabilities; ``masks``: its own masks, from copies of the base's mask head and
+        upscaling (so they start equal to the base's)."""
         c = base.config
         if not 0 <= blocks <= c.num_blocks:
             raise UserError(None, f"the head can copy 0..{c.num_blocks} of this EoMT's query blocks, not {blocks}")
         depth = len(base.encoder.blocks)
+        if masks and not blocks:
+            raise UserError(None, "a head with its own masks needs head blocks (head_blocks > 0)")
         head = cls(c.width, hidden, blocks, c.heads, c.mlp_ratio, c.num_q, depth - blocks,
-                   c.num_classes + 1 if class_inputs else 0)  # fmt: skip
+                   c.num_classes + 1 if class_inputs else 0, masks, base.encoder.num_prefix_tokens,
+                   c.num_upscale)  # fmt: skip
         for own, theirs in zip(head.blocks, base.encoder.blocks[depth - blocks :]):
             own.load_state_dict(theirs.state_dict())
         if head.norm is not None:
             head.norm.load_state_dict(base.encoder.norm.state_dict())
+        if head.own_masks:
+            head.mask_head.load_state_dict(base.mask_head.state_dict())
+            head.upscale.load_state_dict(base.upscale.state_dict())
         return head
 
     def describe(self) -> dict[str, Any]:
         """What :func:`load_anomaly_heads` needs to rebuild the head."""
         return {"width": self.width, "hidden": self.hidden, "blocks": len(self.blocks), "heads": self.heads,
                 "mlp_ratio": self.mlp_ratio, "num_q": self.num_q, "reads_block": self.reads_block,
-                "class_inputs": self.class_inputs}  # fmt: skip
+                "class_inputs": self.class_inputs, "masks": self.own_masks, "prefix": self.prefix,
+                "upscale": self.upscale_blocks}  # fmt: skip
 
-    def embed(self, queries: Tensor, block_input: Tensor | None = None) -> Tensor:
-        """The embeddings the MLP reads: ``queries`` itself, or the head's blocks run on ``block_input``."""
-        if not len(self.blocks):
-            return queries
+    def tokens(self, block_input: Tensor | None) -> Tensor:
+        """The head's blocks and final norm run on ``block_input`` (B, N, D): all final tokens (B, N, D)."""
         if block_input is None:
             raise ValueError(f"this head runs its own blocks: it needs the tokens entering block {self.reads_block}")
         x = block_input.float()
         for block in self.blocks:
             x = block(x)
-        return self.norm(x)[:, : self.num_q]
+        return self.norm(x)
+
+    def embed(self, queries: Tensor, block_input: Tensor | None = None) -> Tensor:
+        """The embeddings the MLP reads: ``queries`` itself, or the head's blocks run on ``block_input``."""
+        if not len(self.blocks):
+            return queries
+        return self.tokens(block_input)[:, : self.num_q]
+
+    def mask_logits(self, tokens: Tensor) -> Tensor:
+        """The head's own mask logits (B, Q, h, w) from its final tokens (a square patch grid, as the crops)."""
+        patches = tokens[:, self.num_q + self.prefix :]
+        side = math.isqrt(patches.shape[1])
+        if side * side != patches.shape[1]:
+            raise ValueError(f"the head's masks need a square patch grid, got {patches.shape[1]} patches")
+        grid = patches.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
+        return torch.einsum("bqc,bchw->bqhw", self.mask_head(tokens[:, : self.num_q]), self.upscale(grid))
+
+    def logits_and_masks(
+        self, queries: Tensor, block_input: Tensor | None = None, class_logits: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """(B, Q, 3) logits and, for a head with its own masks, its mask logits (B, Q, h, w) (else None)."""
+        if not self.own_masks:
+            return self.logits(queries, block_input, class_logits), None
+        tokens = self.tokens(block_input)
+        return self._classify(tokens[:, : self.num_q], class_logits), self.mask_logits(tokens)
 
     def logits(self, queries: Tensor, block_input: Tensor | None = None, class_logits: Tensor | None = None) -> Tensor:
         """(B, Q, 3) logits [normal, anomaly, no-object]; ``class_logits`` (B, Q, C + 1), the base's, when the head
         reads class probabilities."""
-        x = self.embed(queries, block_input).float()
+        return self._classify(self.embed(queries, block_input), class_logits)
+
+    def _classify(self, embeddings: Tensor, class_logits: Tensor | None) -> Tensor:
+        x = embeddings.float()
         if self.class_inputs:
             if class_logits is None or class_logits.shape[-1] != self.class_inputs:
                 got = None if class_logits is None else class_logits.shape[-1]
@@ -105,9 +154,13 @@ class AnomalyHead(nn.Module):
             x = torch.cat([x, class_logits.float().softmax(dim=-1)], dim=-1)
         return self.mlp(x)
 
-    def forward(self, queries: Tensor, class_logits: Tensor | None = None, block_input: Tensor | None = None) -> Tensor:
-        """Query head: P_q(anomaly) (B, Q)."""
-        return self.logits(queries, block_input, class_logits).softmax(dim=-1)[..., ANOMALY]
+    def forward(
+        self, queries: Tensor, class_logits: Tensor | None = None, block_input: Tensor | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Query head: P_q(anomaly) (B, Q); with its own masks (P_q(anomaly), mask logits (B, Q, h, w))."""
+        logits, masks = self.logits_and_masks(queries, block_input, class_logits)
+        anomaly = logits.softmax(dim=-1)[..., ANOMALY]
+        return anomaly if masks is None else (anomaly, masks)
 
 
 class RbaOEHead(nn.Module):
@@ -124,6 +177,13 @@ class RbaOEHead(nn.Module):
     def forward(self, queries: Tensor, class_logits: Tensor | None = None) -> Tensor:
         """Query head: softmax(class'_q) without the no-object column, (B, Q, C)."""
         return self.logits(queries).softmax(dim=-1)[..., :-1]
+
+
+def _mask_mlp(width: int) -> nn.Sequential:
+    """The shape of EoMT's mask head (three linear layers with GELUs), for the head's own copy."""
+    return nn.Sequential(
+        nn.Linear(width, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, width)
+    )
 
 
 def base_identity(model: EoMT) -> dict[str, Any]:
@@ -233,7 +293,8 @@ def _rebuild_head(described: dict[str, Any]) -> AnomalyHead:
     return AnomalyHead(
         int(described["width"]), int(described["hidden"]), blocks, int(described.get("heads", 1)),
         float(described.get("mlp_ratio", 4.0)), int(described.get("num_q", 0)), described.get("reads_block"),
-        int(described.get("class_inputs", 0)),
+        int(described.get("class_inputs", 0)), bool(described.get("masks", False)), int(described.get("prefix", 0)),
+        int(described.get("upscale", 0)),
     )  # fmt: skip
 
 

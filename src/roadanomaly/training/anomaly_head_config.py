@@ -45,6 +45,11 @@ class AnomalyHeadTrainConfig(YamlConfig):
     """The head's MLP also reads the base's class probabilities of each query (C + 1 values) beside its embedding.
     Off in the recipes: on SynthRoads (29.8 % base, SynthRoads recipe) AuPRC 22.48 / 19.97 against 22.42 / 18.77
     without, FPR95 59.5 / 67.5 against 56.2 / 58.4."""
+    head_masks: bool = False
+    """The head also predicts its own masks (copies of the base's mask head and upscaling on its blocks' tokens,
+    trained with BCE + dice on the matched targets); its ``anomaly`` map is drawn with them. Needs head_blocks."""
+    head_mask_weight: float = 1.0
+    """Weight of those mask losses."""
     head_block_lr: float = 1e-4
     """Learning rate of those copies (the MLP learns at ``lr``)."""
     no_object_weight: float = 0.1
@@ -87,6 +92,8 @@ class AnomalyHeadTrainConfig(YamlConfig):
             raise UserError(None, "the cached path needs a frozen base (drop cached or the trainable parts)")
         if self.head_blocks < 0:
             raise UserError(None, f"head_blocks must be 0 or more, not {self.head_blocks}")
+        if self.head_masks and not self.head_blocks:
+            raise UserError(None, "head_masks needs head_blocks > 0 (the head's masks come from its own blocks)")
         if self.copies < 1 or self.epochs < 1 or self.batch_size < 1 or self.num_points < 1:
             raise UserError(None, "copies, epochs, batch_size and num_points must be positive")
 

@@ -18,6 +18,8 @@ stored tensors; the losses cannot tell the difference.
   what the evaluation scores. Off by default (with an MLP-only head it fitted the pasted outliers better and the
   SynthRoads test families worse); the SynthRoads recipe, whose head runs its own blocks, weights it 1.
 - With trainable mask parameters: BCE and dice of the head's matched masks at the same points.
+- A head with its own masks is matched, scored and taught on its own masks (read at the points each step; the
+  mask costs are recomputed from them), with BCE and dice of its matched masks.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class QueryBatch:
     """``queries`` (B, Q, D), ``class_logits`` (B, Q, C + 1), ``point_logits`` (B, Q, P) final mask logits at the
     points, ``point_labels`` (B, P) 0 / 1 / 255; per sample ``point_targets`` (T, P), ``anomaly`` (T,) bool and
     ``classes`` (T,) train ids (-1 for pasted objects), and ``mask_costs`` (Q, T) from
-    :func:`mask_cost_matrices`; ``block_input`` (B, N, D), the tokens a head with its own blocks reads (else None)."""
+    :func:`mask_cost_matrices`; ``block_input`` (B, N, D), the tokens a head with its own blocks reads (else None);
+    ``coords`` (B, P, 2), the points' positions in [0, 1] (where a head with its own masks reads them)."""
 
     queries: Tensor
     class_logits: Tensor
@@ -58,6 +61,7 @@ class QueryBatch:
     classes: list[Tensor]
     mask_costs: list[Tensor]
     block_input: Tensor | None = None
+    coords: Tensor | None = None
 
 
 def mask_cost_matrices(batch_point_logits: Tensor, point_targets: list[Tensor], costs: MatchCosts) -> list[Tensor]:

@@ -7,6 +7,7 @@ query batch of every sample, computed once, since nothing of it changes while th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -72,6 +73,7 @@ def query_batch(
         classes=[s.classes.to(device) for s in samples],
         mask_costs=mask_cost_matrices(point_logits, point_targets, costs),
         block_input=out.block_input,
+        coords=coords,
     )
 
 
@@ -82,7 +84,9 @@ class QueryCache(Dataset):
     def __init__(self, base: EoMT, samples: Dataset, costs: MatchCosts, batch_size: int = 8,
                  dtype: torch.dtype = torch.float32, progress: Any = None,
                  keep_block_input: int | None = None) -> None:  # fmt: skip
-        parts: dict[str, list[Any]] = {k: [] for k in ("queries", "class_logits", "point_logits", "point_labels")}
+        parts: dict[str, list[Any]] = {
+            k: [] for k in ("queries", "class_logits", "point_logits", "point_labels", "coords")
+        }
         block_inputs: list[Tensor] = []
         self.point_targets: list[Tensor] = []
         self.anomaly: list[Tensor] = []
@@ -99,14 +103,15 @@ class QueryCache(Dataset):
                 parts["class_logits"].append(qb.class_logits.float().cpu())
                 parts["point_logits"].append(qb.point_logits.to("cpu", dtype))
                 parts["point_labels"].append(qb.point_labels.cpu())
+                parts["coords"].append(qb.coords.cpu())
                 self.point_targets += [t.cpu() for t in qb.point_targets]
                 self.anomaly += [a.cpu() for a in qb.anomaly]
                 self.classes += [c.cpu() for c in qb.classes]
                 self.mask_costs += [c.cpu() for c in qb.mask_costs]
                 if progress is not None:
                     progress(len(chunk))
-        self.queries, self.class_logits, self.point_logits, self.point_labels = (
-            torch.cat(parts[k]) for k in ("queries", "class_logits", "point_logits", "point_labels")
+        self.queries, self.class_logits, self.point_logits, self.point_labels, self.coords = (
+            torch.cat(parts[k]) for k in ("queries", "class_logits", "point_logits", "point_labels", "coords")
         )
         self.block_input = torch.cat(block_inputs) if block_inputs else None
 
@@ -133,6 +138,7 @@ class QueryCache(Dataset):
             classes=[self.classes[i] for i in indices],
             mask_costs=[self.mask_costs[i] for i in indices],
             block_input=None if self.block_input is None else self.block_input[idx].float(),
+            coords=self.coords[idx],
         )
 
 
@@ -148,7 +154,9 @@ class AnomalyHeadModule(L.LightningModule):
         self.base_trainable = trainable_base_parameters(base, config.train, config.last_blocks)
         for p in self.base_trainable.values():
             p.requires_grad_(True)
-        self.head = AnomalyHead.from_base(base, config.hidden, config.head_blocks, config.class_inputs)  # trainable
+        self.head = AnomalyHead.from_base(  # trainable
+            base, config.hidden, config.head_blocks, config.class_inputs, config.head_masks
+        )
         self.rba_oe = RbaOEHead(base.class_head) if config.baseline else None
         self.costs = MatchCosts(mask=config.cost_mask, cls=config.cost_class, dice=config.cost_dice)
 
@@ -169,10 +177,13 @@ class AnomalyHeadModule(L.LightningModule):
         c = self.config
         qb = self.queries_of(batch)
         out: dict[str, Tensor] = {}
-        head_logits = self.head.logits(qb.queries, qb.block_input, qb.class_logits)
-        out["head"], matches = head_loss(head_logits, qb, self.costs, c.no_object_weight, c.anomaly_weight)
+        head_logits, own_masks = self.head.logits_and_masks(qb.queries, qb.block_input, qb.class_logits)
+        seen = qb if own_masks is None else self._with_own_masks(qb, own_masks)
+        out["head"], matches = head_loss(head_logits, seen, self.costs, c.no_object_weight, c.anomaly_weight)
         if c.pixel_weight:
-            out["pixel"] = c.pixel_weight * pixel_anomaly_loss(head_logits, qb.point_logits, qb.point_labels)
+            out["pixel"] = c.pixel_weight * pixel_anomaly_loss(head_logits, seen.point_logits, seen.point_labels)
+        if own_masks is not None:
+            out["head_mask"] = c.head_mask_weight * matched_mask_loss(seen, matches)
         if self.rba_oe is not None:
             out["rba_oe"] = rba_oe_loss(
                 self.rba_oe.logits(qb.queries.detach()), _detached(qb), self.costs, c.no_object_weight,
@@ -184,6 +195,14 @@ class AnomalyHeadModule(L.LightningModule):
             out["mask"] = matched_mask_loss(qb, matches)
         out["loss"] = sum(out.values())
         return out
+
+    def _with_own_masks(self, qb: QueryBatch, mask_logits: Tensor) -> QueryBatch:
+        """``qb`` seen through the head's own masks: its mask logits at the points and the mask costs they give."""
+        if qb.coords is None:
+            raise ValueError("a head with its own masks needs the points' coordinates in the query batch")
+        point_logits = read_at(mask_logits, qb.coords.to(mask_logits.device))
+        costs = mask_cost_matrices(point_logits.detach(), qb.point_targets, self.costs)
+        return replace(qb, point_logits=point_logits, mask_costs=costs)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         losses = self.losses(batch)
