@@ -89,11 +89,10 @@ def _run_stages(
         module = ERFNetModule(config.num_classes, stage, weights, config.lr, config.weight_decay, config.poly_power)
         if stage == "full" and encoder_state is not None:
             module.model.encoder.load_state_dict(encoder_state)
-        checkpoints = ModelCheckpoint(
-            dirpath=output / stage, filename="best", monitor="val/miou", mode="max", save_last=True
-        )
+        checkpoints = ModelCheckpoint(dirpath=output / stage, filename="best", monitor="val/miou", mode="max")
         trainer = build_trainer(
-            output, stage, config.accelerator, config.devices, config.precision, progress, [checkpoints],
+            output, stage, config.accelerator, config.devices, config.precision, progress,
+            [checkpoints, _last_epoch_checkpoint(output / stage)],
             max_epochs=config.encoder_epochs if stage == "encoder" else config.epochs, log_every_n_steps=5,
         )  # fmt: skip
         ckpt_path = resume if resume is not None and stage == stages[0] else None
@@ -109,6 +108,12 @@ def _run_stages(
             result = TrainResult(weights_path, best, float(score) if score is not None else float("nan"))
     assert result is not None
     return result
+
+
+def _last_epoch_checkpoint(dirpath: Path) -> ModelCheckpoint:
+    """``last.ckpt``, rewritten after every epoch (what ``--resume`` continues from). Not ``save_last`` of the
+    best-epoch callback: Lightning 2.6 refreshes that file only in epochs whose score improved."""
+    return ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
 
 
 def _loaders(train_set: SegmentationTrainSet, val_set: SegmentationTrainSet, config: ERFNetTrainConfig):
