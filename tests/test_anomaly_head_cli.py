@@ -64,15 +64,21 @@ def test_no_baseline_and_errors(world, tmp_path, capsys) -> None:
     root, base = world
     args = parse(["anomaly-head", "--base", str(base), "--data", str(root / "synth" / "cityscapes"),
                   "--output", str(tmp_path), "--epochs", "1", "--no-baseline", "--no-cache", "--head-blocks", "1",
-                  "--quiet"])  # fmt: skip
+                  "--head-masks", "--quiet"])  # fmt: skip
     assert args.run(args) == 0
     heads = load_anomaly_heads(tmp_path / "anomaly_head.safetensors", load_eomt(base))
     assert set(heads) == {"anomaly"} and len(heads["anomaly"].blocks) == 1 and heads["anomaly"].reads_block == 1
+    assert heads["anomaly"].own_masks
     capsys.readouterr()
     assert main(["train", "anomaly-head", "--base", str(base), "--data", str(root / "synth" / "cityscapes"),
                  "--output", str(tmp_path / "x"), "--head-blocks", "2", "--quiet"]) == 2
     assert capsys.readouterr().err == (
         "roadanomaly: error: the head can copy 0..1 of this EoMT's query blocks, not 2\n"
+    )
+    assert main(["train", "anomaly-head", "--base", str(base), "--data", str(root / "synth" / "cityscapes"),
+                 "--output", str(tmp_path / "x"), "--head-masks", "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        "roadanomaly: error: head_masks needs head_blocks > 0 (the head's masks come from its own blocks)\n"
     )
     assert main(["train", "anomaly-head", "--data", str(root)]) == 2
     assert capsys.readouterr().err == (

@@ -34,6 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--head-blocks", type=int, help="copies of the base's last query blocks run by the head (0: MLP only)"
     )
+    parser.add_argument(
+        "--head-masks", action="store_true", default=None,
+        help="the head also predicts its own masks (needs --head-blocks); its anomaly map is drawn with them",
+    )  # fmt: skip
     parser.add_argument("--copies", type=int, help="pasted versions of each inlier image")
     parser.add_argument("--max-images", type=int, help="use only the first N inlier images")
     parser.add_argument("--paste-probability", type=float, help="chance an image receives outliers")
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         "base": args.base, "data": args.data, "output": args.output, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "hidden": args.hidden, "head_blocks": args.head_blocks,
+        "head_masks": args.head_masks,
         "copies": args.copies, "max_images": args.max_images, "paste_probability": args.paste_probability, "feather": args.feather,
         "colour_match": args.colour_match, "last_blocks": args.last_blocks, "accelerator": args.accelerator,
         "seed": args.seed, "outliers": tuple(args.outliers) if args.outliers else None,

@@ -2,8 +2,8 @@
 
 - :class:`AnomalyHead`: MLP (D -> hidden -> 3, GELU) giving per query the logits [normal, anomaly, no-object],
   optionally after its own copies of the base's last blocks, optionally also reading the base's class
-  probabilities of the query; as a query head it returns softmax(.)[anomaly] (B, Q), which the predictor turns
-  into the ``anomaly`` map.
+  probabilities of the query, optionally with its own masks; as a query head it returns softmax(.)[anomaly]
+  (B, Q) (with its mask logits when it has its own), which the predictor turns into the ``anomaly`` map.
 - :class:`RbaOEHead`: a copy of the EoMT class head fine-tuned with RbA's outlier loss; as a query head it returns
   softmax(class'_q)[:, :, :C] (B, Q, C), the ``rba_oe`` map's weights.
 
