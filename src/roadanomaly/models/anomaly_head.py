@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from roadanomaly.errors import UserError
-from roadanomaly.models.eomt import EoMT, ScaleBlock
+from roadanomaly.models.eomt import EoMT, ScaleBlock, mask_mlp
 from roadanomaly.models.vit import LN_EPS, Block
 
 HEAD_FORMAT = "roadanomaly-eomt-anomaly-head"
@@ -71,7 +71,7 @@ class AnomalyHead(nn.Module):
         """The head predicts its own masks (and returns them beside P_q(anomaly))."""
         if masks and not blocks:
             raise ValueError("a head with its own masks needs its own blocks (the patch tokens it reads)")
-        self.mask_head = _mask_mlp(width) if masks else None
+        self.mask_head = mask_mlp(width) if masks else None
         self.upscale = nn.Sequential(*[ScaleBlock(width) for _ in range(upscale)]) if masks else None
 
     @classmethod
@@ -177,13 +177,6 @@ class RbaOEHead(nn.Module):
     def forward(self, queries: Tensor, class_logits: Tensor | None = None) -> Tensor:
         """Query head: softmax(class'_q) without the no-object column, (B, Q, C)."""
         return self.logits(queries).softmax(dim=-1)[..., :-1]
-
-
-def _mask_mlp(width: int) -> nn.Sequential:
-    """The shape of EoMT's mask head (three linear layers with GELUs), for the head's own copy."""
-    return nn.Sequential(
-        nn.Linear(width, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, width)
-    )
 
 
 def base_identity(model: EoMT) -> dict[str, Any]:

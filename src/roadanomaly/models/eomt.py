@@ -119,6 +119,13 @@ class ScaleBlock(nn.Module):
         return self.norm(self.conv2(self.act(self.conv1(x))))
 
 
+def mask_mlp(width: int) -> nn.Sequential:
+    """Query embedding -> mask embedding: three linear layers with GELUs between them."""
+    return nn.Sequential(
+        nn.Linear(width, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, width)
+    )
+
+
 @dataclass
 class EoMTOutput:
     """Predictions of one forward pass. Lists hold one entry per prediction, the final one last."""
@@ -142,9 +149,7 @@ class EoMT(nn.Module):
         self.encoder = ViT(c.width, c.depth, c.heads, c.patch, c.num_registers, c.grid, c.mlp_ratio)
         self.q = nn.Embedding(c.num_q, c.width)
         self.class_head = nn.Linear(c.width, c.num_classes + 1)
-        self.mask_head = nn.Sequential(
-            nn.Linear(c.width, c.width), nn.GELU(), nn.Linear(c.width, c.width), nn.GELU(), nn.Linear(c.width, c.width)
-        )
+        self.mask_head = mask_mlp(c.width)
         self.upscale = nn.Sequential(*[ScaleBlock(c.width) for _ in range(c.num_upscale)])
         self.register_buffer("attn_mask_probs", torch.ones(c.num_blocks))
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1) * 255)
