@@ -8,6 +8,13 @@
     PYTHONPATH=src python benchmarks/bench_anomaly_head.py table --base EOMT --synthroads ROOT --workdir DIR \
         [--size 128x256] [--epochs N]
 
+    # (3) the ceiling of any head on the base's frozen masks: query weights from the labels
+    PYTHONPATH=src python benchmarks/bench_anomaly_head.py oracle --base EOMT --synthroads ROOT [--size 128x256]
+
+(3) gives each query, per window, the share of its mask mass lying on labelled anomaly pixels ("soft") or 1 when
+that share is over one half ("hard"), draws the map as the ``anomaly`` score does and reports its AuPRC / FPR95:
+no head that keeps the frozen masks can rank pixels better than what these weights allow.
+
 (2) prints AuPRC / FPR95 / AUROC per method and dataset, then the checks the issue asks for: the head beats the best
 post-hoc method (msp, entropy, rba, noobject, eam) by >= 10 AuPRC points with a lower FPR95 on every bundle, and is
 at least as good as rba_oe.
@@ -118,6 +125,46 @@ def table(args: argparse.Namespace) -> int:
     return 0
 
 
+def oracle(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from roadanomaly.data.bundle import discover_bundles
+    from roadanomaly.inference.eomt import windows
+    from roadanomaly.metrics import AnomalyMetric
+    from roadanomaly.models.eomt_checkpoints import load_eomt
+
+    height, width = (int(v) for v in args.size.split("x"))
+    model = load_eomt(args.base).eval()
+    crop = min(model.config.img_size)
+    if min(height, width) != crop:
+        raise SystemExit(f"--size {args.size}: the shorter side must be the model's crop size {crop}")
+    for bundle in discover_bundles(Path(args.synthroads) / "bundle"):
+        metrics = {"soft": AnomalyMetric(), "hard": AnomalyMetric()}
+        for sample in (bundle[i] for i in range(len(bundle))):
+            image = np.asarray(Image.fromarray(sample.image).resize((width, height), Image.BILINEAR))
+            labels = np.asarray(Image.fromarray(sample.label).resize((width, height), Image.NEAREST))
+            x = torch.from_numpy(image.copy()).permute(2, 0, 1).float()[None]
+            maps = {k: torch.zeros(height, width) for k in metrics}
+            count = torch.zeros(height, width)
+            for top, left, bottom, right in windows((height, width), crop):
+                with torch.no_grad():
+                    logits = model.forward_all(x[..., top:bottom, left:right]).mask_logits[-1]
+                masks = F.interpolate(logits, (crop, crop), mode="bilinear", align_corners=False).sigmoid()[0]
+                on = torch.from_numpy(labels[top:bottom, left:right] == 1).float()
+                share = (masks * on).sum((1, 2)) / masks.sum((1, 2)).clamp_min(1e-6)
+                for name, weight in (("soft", share), ("hard", (share > 0.5).float())):
+                    maps[name][top:bottom, left:right] += torch.einsum("qhw,q->hw", masks, weight)
+                count[top:bottom, left:right] += 1
+            for name, metric in metrics.items():
+                metric.update(maps[name] / count, labels)
+        for name, metric in metrics.items():
+            r = metric.compute()
+            print(f"{bundle.name:14s} {name}-oracle  AuPRC {100 * r['auprc']:6.2f}  FPR95 {100 * r['fpr95']:6.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -139,8 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--max-images", type=int)
     t.add_argument("--retrain", action="store_true")
     t.add_argument("--json")
+    o = sub.add_parser("oracle")
+    o.add_argument("--base", required=True)
+    o.add_argument("--synthroads", required=True)
+    o.add_argument("--size", default="128x256")
     args = parser.parse_args(argv)
-    return speed(args) if args.what == "speed" else table(args)
+    return {"speed": speed, "table": table, "oracle": oracle}[args.what](args)
 
 
 if __name__ == "__main__":
