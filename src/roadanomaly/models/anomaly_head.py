@@ -58,7 +58,7 @@ class AnomalyHead(nn.Module):
     ) -> None:  # fmt: skip
         super().__init__()
         self.width, self.hidden, self.class_inputs = width, hidden, class_inputs
-        self.prefix, self.upscale_blocks = prefix, upscale
+        self.prefix = prefix
         self.heads, self.mlp_ratio, self.num_q = heads, mlp_ratio, num_q
         self.reads_block = reads_block if blocks else None
         """Index of the base block whose input tokens the head reads (None: the final query embeddings only)."""
@@ -86,8 +86,6 @@ class AnomalyHead(nn.Module):
         if not 0 <= blocks <= c.num_blocks:
             raise UserError(None, f"the head can copy 0..{c.num_blocks} of this EoMT's query blocks, not {blocks}")
         depth = len(base.encoder.blocks)
-        if masks and not blocks:
-            raise UserError(None, "a head with its own masks needs head blocks (head_blocks > 0)")
         head = cls(c.width, hidden, blocks, c.heads, c.mlp_ratio, c.num_q, depth - blocks,
                    c.num_classes + 1 if class_inputs else 0, masks, base.encoder.num_prefix_tokens,
                    c.num_upscale)  # fmt: skip
@@ -105,7 +103,7 @@ class AnomalyHead(nn.Module):
         return {"width": self.width, "hidden": self.hidden, "blocks": len(self.blocks), "heads": self.heads,
                 "mlp_ratio": self.mlp_ratio, "num_q": self.num_q, "reads_block": self.reads_block,
                 "class_inputs": self.class_inputs, "masks": self.own_masks, "prefix": self.prefix,
-                "upscale": self.upscale_blocks}  # fmt: skip
+                "upscale": len(self.upscale) if self.upscale is not None else 0}  # fmt: skip
 
     def tokens(self, block_input: Tensor | None) -> Tensor:
         """The head's blocks and final norm run on ``block_input`` (B, N, D): all final tokens (B, N, D)."""
