@@ -16,8 +16,8 @@ that share is over one half ("hard"), draws the map as the ``anomaly`` score doe
 no head that keeps the frozen masks can rank pixels better than what these weights allow.
 
 (2) prints AuPRC / FPR95 / AUROC per method and dataset, then the checks the issue asks for: the head beats the best
-post-hoc method (msp, entropy, rba, noobject, eam) by >= 10 AuPRC points with a lower FPR95 on every bundle, and is
-at least as good as rba_oe.
+post-hoc method (msp, entropy, rba, noobject, eam) by >= 10 AuPRC points, has a lower FPR95 than every post-hoc
+method, and is at least as good as rba_oe, on every bundle.
 """
 
 from __future__ import annotations
@@ -108,12 +108,13 @@ def table(args: argparse.Namespace) -> int:
     ok = True
     for dataset in dict.fromkeys(r.dataset for r in results):
         best = max(POST_HOC_METHODS, key=lambda m: by[dataset, m].auprc)
+        lowest = min(POST_HOC_METHODS, key=lambda m: by[dataset, m].fpr95)
         for head in ("anomaly", "anomaly_norm"):
-            h, p, rba = by[dataset, head], by[dataset, best], by[dataset, "rba_oe"]
+            h, p, low, rba = by[dataset, head], by[dataset, best], by[dataset, lowest], by[dataset, "rba_oe"]
             margin = 100 * (h.auprc - p.auprc)
             checks = {
                 f"AuPRC {margin:+.1f} pts over {best} (>= +10)": margin >= 10,
-                f"FPR95 {100 * h.fpr95:.1f} < {100 * p.fpr95:.1f}": h.fpr95 < p.fpr95,
+                f"FPR95 {100 * h.fpr95:.1f} < {lowest} {100 * low.fpr95:.1f}": h.fpr95 < low.fpr95,
                 f"AuPRC {100 * h.auprc:.1f} >= rba_oe {100 * rba.auprc:.1f}": h.auprc >= rba.auprc,
             }
             verdict = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())
