@@ -11,9 +11,18 @@
     # (3) the ceiling of any head on the base's frozen masks: query weights from the labels
     PYTHONPATH=src python benchmarks/bench_anomaly_head.py oracle --base EOMT --synthroads ROOT [--size 128x256]
 
+    # (4) where a trained head errs: false positives by distance to the anomalies, inlier rates on train / val
+    PYTHONPATH=src python benchmarks/bench_anomaly_head.py errors --base EOMT --head HEAD --synthroads ROOT \
+        [--method anomaly] [--size 128x256]
+
 (3) gives each query, per window, the share of its mask mass lying on labelled anomaly pixels ("soft") or 1 when
 that share is over one half ("hard"), draws the map as the ``anomaly`` score does and reports its AuPRC / FPR95:
 no head that keeps the frozen masks can rank pixels better than what these weights allow.
+
+(4) thresholds the method's map at the score reached by 30 / 50 / 70 / 95 % of a bundle's anomaly pixels and
+reports the precision there, how many of the false positives lie more than 16 pixels from any anomaly, and the rate
+of inlier pixels over the same threshold on (unpasted) train and val images: a head that fires as often on its own
+training scenes as on new ones confuses inliers with outliers rather than memorising its training set.
 
 (2) prints AuPRC / FPR95 / AUROC per method and dataset, then the checks the issue asks for: the head beats the best
 post-hoc method (msp, entropy, rba, noobject, eam) by >= 10 AuPRC points, has a lower FPR95 than every post-hoc
@@ -166,6 +175,51 @@ def oracle(args: argparse.Namespace) -> int:
     return 0
 
 
+def errors(args: argparse.Namespace) -> int:
+    import numpy as np
+    from scipy import ndimage
+
+    from roadanomaly.data.bundle import discover_bundles
+    from roadanomaly.data.cityscapes import CityscapesDataset
+    from roadanomaly.protocol import EvalProtocol
+    from roadanomaly.scoring import compute_scores
+    from roadanomaly.training.anomaly_head_demo import eomt_with_heads
+
+    predictor = eomt_with_heads(args.base, args.head)
+    protocol = EvalProtocol(size=args.size)
+
+    def score(image: np.ndarray) -> np.ndarray:
+        outputs = predictor(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])
+        return compute_scores(outputs, [args.method])[args.method][0].numpy()
+
+    def inlier_scores(split: str) -> np.ndarray:
+        source = CityscapesDataset(Path(args.synthroads) / "cityscapes", split)
+        kept = []
+        for i in range(min(args.images, len(source))):
+            image, train_ids = protocol.prepare(source[i].image, source[i].train_ids)
+            kept.append(score(image)[train_ids != 255])
+        return np.concatenate(kept)
+
+    inliers = {split: inlier_scores(split) for split in ("train", "val")}
+    for bundle in discover_bundles(Path(args.synthroads) / "bundle"):
+        frames = []
+        for i in range(len(bundle)):
+            image, label = protocol.prepare(bundle[i].image, bundle[i].label)
+            frames.append((label, score(image), ndimage.distance_transform_edt(label != 1)))
+        anomalous = np.concatenate([s[label == 1] for label, s, _ in frames])
+        print(f"{bundle.name} ({args.method})")
+        for recall in (0.3, 0.5, 0.7, 0.95):
+            threshold = np.quantile(anomalous, 1 - recall)
+            hits = sum(int(((label == 1) & (s >= threshold)).sum()) for label, s, _ in frames)
+            far = [d[(label == 0) & (s >= threshold)] for label, s, d in frames]
+            false = sum(len(f) for f in far)
+            far_share = float(np.mean(np.concatenate(far) > 16)) if false else 0.0
+            rates = "  ".join(f"{k} {100 * np.mean(v >= threshold):.2f} %" for k, v in inliers.items())
+            print(f"  recall {recall:.2f}: precision {100 * hits / max(1, hits + false):5.1f} %, {false} false "
+                  f"positives, {100 * far_share:4.1f} % of them > 16 px from an anomaly; inliers over it: {rates}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -191,8 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--base", required=True)
     o.add_argument("--synthroads", required=True)
     o.add_argument("--size", default="128x256")
+    e = sub.add_parser("errors")
+    e.add_argument("--base", required=True)
+    e.add_argument("--head", required=True)
+    e.add_argument("--synthroads", required=True)
+    e.add_argument("--method", default="anomaly")
+    e.add_argument("--size", default="128x256")
+    e.add_argument("--images", type=int, default=40, help="train and val images for the inlier rates")
     args = parser.parse_args(argv)
-    return {"speed": speed, "table": table, "oracle": oracle}[args.what](args)
+    return {"speed": speed, "table": table, "oracle": oracle, "errors": errors}[args.what](args)
 
 
 if __name__ == "__main__":
