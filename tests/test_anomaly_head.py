@@ -168,6 +168,14 @@ def test_samples_are_deterministic_and_points_read_the_targets() -> None:
     assert len(set(zip(xs.tolist(), ys.tolist()))) == len(xs)  # distinct pixels
 
 
+def test_paste_settings_reach_the_paster() -> None:
+    from roadanomaly.training.anomaly_head import paster_of
+
+    paste = paster_of(config(paste_min_height=20, feather=1.5, paste_count=(2, 4))).config
+    assert (paste.min_height, paste.feather, paste.count) == (20, 1.5, (2, 4))
+    assert paster_of(config()).config.min_height == 6
+
+
 def test_save_load_round_trip_and_refusal_on_another_base(tmp_path) -> None:
     base = tiny_base()
     head, rba = AnomalyHead(32, 16), RbaOEHead(base.class_head)

@@ -60,17 +60,18 @@ def test_synth_pasting_changes_exactly_the_labelled_pixels(seed: int) -> None:
     np.testing.assert_array_equal(mask == VOID, (labels == VOID) & ~union)
 
 
-def test_square_lands_where_the_target_says_with_perspective_height() -> None:
+@pytest.mark.parametrize("min_height", [6, 14])
+def test_square_lands_where_the_target_says_with_perspective_height(min_height: int) -> None:
     h, horizon, frac = 60, 20, 0.5
     image, labels = scene(h=h, horizon=horizon)
-    config = PasteConfig(count=(1, 1), height=(frac, frac), on_drivable=1.0, min_pixels=1)
+    config = PasteConfig(count=(1, 1), height=(frac, frac), on_drivable=1.0, min_pixels=1, min_height=min_height)
     for seed in range(10):
         out = OutlierPaster([SquareSource()], config).paste(image, labels, np.random.default_rng(seed))
         (mask,) = out.instances
         ys, xs = np.nonzero(mask)
         assert (out.image[mask] == RED).all() and (out.image[~mask] == GREY).all()
         bottom = ys.max()
-        expected = max(6, round(frac * h * (bottom + 1 - horizon) / (h - horizon)))
+        expected = max(min_height, round(frac * h * (bottom + 1 - horizon) / (h - horizon)))
         assert ys.max() - ys.min() + 1 == expected or ys.min() == 0  # unless cut by the top border
         assert labels[bottom, int(np.median(xs))] == ROAD  # the foot stands on the road
 

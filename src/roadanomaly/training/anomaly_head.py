@@ -43,7 +43,7 @@ class HeadTrainResult:
 def paster_of(config: AnomalyHeadTrainConfig) -> OutlierPaster:
     paste = PasteConfig(
         probability=config.paste_probability, count=tuple(config.paste_count), height=tuple(config.paste_height),
-        feather=config.feather, colour_match=config.colour_match,
+        feather=config.feather, colour_match=config.colour_match, min_height=config.paste_min_height,
     )  # fmt: skip
     return OutlierPaster([make_source(s) for s in config.outliers], paste)
 

@@ -33,6 +33,8 @@ class AnomalyHeadTrainConfig(YamlConfig):
     paste_probability: float = 0.9
     paste_count: tuple[int, int] = (1, 3)
     paste_height: tuple[float, float] = (0.15, 0.6)
+    paste_min_height: int = 6
+    """No object is pasted shorter than this (pixels of the image as resized to ``size``)."""
     feather: float = 0.0
     colour_match: float = 0.0
     num_points: int = 1024
