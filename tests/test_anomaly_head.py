@@ -173,7 +173,7 @@ def test_paste_settings_reach_the_paster() -> None:
 
     paste = paster_of(config(paste_min_height=20, feather=1.5, paste_count=(2, 4))).config
     assert (paste.min_height, paste.feather, paste.count) == (20, 1.5, (2, 4))
-    assert paster_of(config()).config.min_height == 6
+    assert paster_of(config()).config.min_height == PasteConfig().min_height == 6
 
 
 def test_save_load_round_trip_and_refusal_on_another_base(tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from roadanomaly.data.outlier_exposure import PasteConfig
 from roadanomaly.errors import UserError
 from roadanomaly.training.config import YamlConfig
 
@@ -33,7 +34,7 @@ class AnomalyHeadTrainConfig(YamlConfig):
     paste_probability: float = 0.9
     paste_count: tuple[int, int] = (1, 3)
     paste_height: tuple[float, float] = (0.15, 0.6)
-    paste_min_height: int = 6
+    paste_min_height: int = PasteConfig.min_height
     """No object is pasted shorter than this (pixels of the image as resized to ``size``)."""
     feather: float = 0.0
     colour_match: float = 0.0
