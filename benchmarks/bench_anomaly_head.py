@@ -181,6 +181,7 @@ def errors(args: argparse.Namespace) -> int:
 
     from roadanomaly.data.bundle import discover_bundles
     from roadanomaly.data.cityscapes import CityscapesDataset
+    from roadanomaly.labels import ANOMALY, INLIER, VOID
     from roadanomaly.protocol import EvalProtocol
     from roadanomaly.scoring import compute_scores
     from roadanomaly.training.anomaly_head_demo import eomt_with_heads
@@ -197,7 +198,7 @@ def errors(args: argparse.Namespace) -> int:
         kept = []
         for i in range(min(args.images, len(source))):
             image, train_ids = protocol.prepare(source[i].image, source[i].train_ids)
-            kept.append(score(image)[train_ids != 255])
+            kept.append(score(image)[train_ids != VOID])
         return np.concatenate(kept)
 
     inliers = {split: inlier_scores(split) for split in ("train", "val")}
@@ -205,13 +206,13 @@ def errors(args: argparse.Namespace) -> int:
         frames = []
         for i in range(len(bundle)):
             image, label = protocol.prepare(bundle[i].image, bundle[i].label)
-            frames.append((label, score(image), ndimage.distance_transform_edt(label != 1)))
-        anomalous = np.concatenate([s[label == 1] for label, s, _ in frames])
+            frames.append((label, score(image), ndimage.distance_transform_edt(label != ANOMALY)))
+        anomalous = np.concatenate([s[label == ANOMALY] for label, s, _ in frames])
         print(f"{bundle.name} ({args.method})")
         for recall in (0.3, 0.5, 0.7, 0.95):
             threshold = np.quantile(anomalous, 1 - recall)
-            hits = sum(int(((label == 1) & (s >= threshold)).sum()) for label, s, _ in frames)
-            far = [d[(label == 0) & (s >= threshold)] for label, s, d in frames]
+            hits = sum(int(((label == ANOMALY) & (s >= threshold)).sum()) for label, s, _ in frames)
+            far = [d[(label == INLIER) & (s >= threshold)] for label, s, d in frames]
             false = sum(len(f) for f in far)
             far_share = float(np.mean(np.concatenate(far) > 16)) if false else 0.0
             rates = "  ".join(f"{k} {100 * np.mean(v >= threshold):.2f} %" for k, v in inliers.items())
